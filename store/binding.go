@@ -1,0 +1,97 @@
+package store
+
+import (
+	"net/netip"
+	"time"
+)
+
+// BindingType is the kind of identity association a binding belongs to.
+type BindingType uint8
+
+// Binding types, numbered as Kea's memfile lease_type column numbers them.
+const (
+	TypeNA BindingType = 0 // IA_NA address (RFC 8415 section 21.4)
+	TypeTA BindingType = 1 // IA_TA address (RFC 8415 section 21.5)
+	TypePD BindingType = 2 // IA_PD delegated prefix (RFC 8415 section 21.21)
+)
+
+func (t BindingType) String() string {
+	switch t {
+	case TypeNA:
+		return "IA_NA"
+	case TypeTA:
+		return "IA_TA"
+	case TypePD:
+		return "IA_PD"
+	}
+	return "unknown"
+}
+
+// State is the lifecycle state of a binding.
+type State uint8
+
+// Binding states. Released and expired bindings stay in the history as
+// tombstones until the retention ends; they are reported with zero lifetimes.
+const (
+	StateActive   State = 0
+	StateReleased State = 1
+	StateExpired  State = 2
+	StateDeclined State = 3
+)
+
+func (s State) String() string {
+	switch s {
+	case StateActive:
+		return "active"
+	case StateReleased:
+		return "released"
+	case StateExpired:
+		return "expired"
+	case StateDeclined:
+		return "declined"
+	}
+	return "unknown"
+}
+
+// Ended reports whether the binding no longer holds its address or prefix.
+func (s State) Ended() bool { return s == StateReleased || s == StateExpired }
+
+// Key identifies a binding: its type and its address or prefix. Kea keys its
+// own DHCPv6 lease store the same way, so a new client on a reused address
+// replaces the previous binding.
+type Key struct {
+	Type   BindingType
+	Prefix netip.Prefix // an address is a /128; IA_PD carries the delegated length
+}
+
+// Binding is one IA_NA address, IA_TA address or IA_PD prefix of one client,
+// with the relay information it was received with. Byte slices are owned by the
+// Binding; values returned by the store are copies that the caller may keep.
+type Binding struct {
+	Key
+
+	ClientID          []byte // client DUID, as received in OPTION_CLIENTID
+	IAID              uint32
+	PreferredLifetime uint32 // seconds, as granted at CLTT; 0xffffffff is infinity
+	ValidLifetime     uint32 // seconds, as granted at CLTT; 0xffffffff is infinity
+	State             State
+	CLTT              time.Time // client last transaction time
+
+	LinkAddress netip.Addr // link-address of the relay closest to the client, or the server's link
+	RelayID     []byte     // OPTION_RELAY_ID data (a DUID) from the relay closest to the client
+	RemoteID    []byte     // OPTION_REMOTE_ID data: 4-byte enterprise number then the remote-id
+	InterfaceID []byte     // OPTION_INTERFACE_ID data from the relay closest to the client
+
+	// RelayPeer and RelayMessage are the peer-address and the RELAY-FORW
+	// message (the whole chain as received, outermost first) that
+	// OPTION_LQ_RELAY_DATA carries (RFC 5007 section 4.1.2.4). Empty when the
+	// client was not relayed.
+	RelayPeer    netip.Addr
+	RelayMessage []byte
+
+	// Seq and ChangeTime are assigned by the store when it commits a change:
+	// Seq grows by one per change in commit order, ChangeTime is the server
+	// time of the commit. Values set by callers of Apply are ignored.
+	Seq        uint64
+	ChangeTime time.Time
+}
