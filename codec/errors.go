@@ -84,8 +84,9 @@ var (
 	ErrFrameTooLarge = errors.New("codec: frame msg-size above the configured maximum")
 )
 
-// DecodeError reports malformed input: which option (0 for a message header)
-// starts at which byte offset, and the sentinel that says what is wrong.
+// DecodeError reports malformed input: which option (0 outside any option,
+// such as in a message header or after the last option) starts at which byte
+// offset, and the sentinel that says what is wrong.
 // Offset counts from the start of the slice given to the decoder that
 // returned the error, so for a message it is the offset within the message.
 type DecodeError struct {
@@ -96,11 +97,11 @@ type DecodeError struct {
 
 // Error returns a message naming the option and offset.
 func (e *DecodeError) Error() string {
-	where := "message header"
+	where := "codec: decode at offset "
 	if e.Code != 0 {
-		where = e.Code.String()
+		where = "codec: decode " + e.Code.String() + " at offset "
 	}
-	return "codec: decode " + where + " at offset " + strconv.Itoa(e.Offset) + ": " + trimPrefix(e.Err.Error())
+	return where + strconv.Itoa(e.Offset) + ": " + trimPrefix(e.Err.Error())
 }
 
 // Unwrap returns the sentinel so that errors.Is works.
