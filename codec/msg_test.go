@@ -403,7 +403,7 @@ func TestMessageDecodeAccepts(t *testing.T) {
 }
 
 // relayChain wraps msg in n RELAY-FORW messages.
-func relayChain(t *testing.T, msg []byte, n int) []byte {
+func relayChain(t testing.TB, msg []byte, n int) []byte {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		r := RelayMessage{
