@@ -45,7 +45,9 @@ func crossCheckMessages(t *testing.T) map[string][]byte {
 	return out
 }
 
-func itoa3(i int) string { return string([]byte{'0' + byte(i/100%10), '0' + byte(i/10%10), '0' + byte(i%10)}) }
+func itoa3(i int) string {
+	return string([]byte{'0' + byte(i/100%10), '0' + byte(i/10%10), '0' + byte(i%10)})
+}
 
 func TestCrossCheckInsomniacslk(t *testing.T) {
 	for name, msg := range crossCheckMessages(t) {
