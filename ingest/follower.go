@@ -279,7 +279,7 @@ func (f *Follower) Run(ctx context.Context) error {
 	defer func() { t.close() }()
 
 	for {
-		next, err := f.step(ctx, t)
+		next, err := f.step(ctx, t, events)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -299,7 +299,7 @@ func (f *Follower) Run(ctx context.Context) error {
 
 // step reads t to its end, finishes a full load, and checks for rotation. It
 // returns the next file to read when Kea rotated the live file.
-func (f *Follower) step(ctx context.Context, t *tail) (*tail, error) {
+func (f *Follower) step(ctx context.Context, t *tail, events <-chan struct{}) (*tail, error) {
 	if err := f.drain(ctx, t); err != nil {
 		return nil, err
 	}
@@ -308,7 +308,11 @@ func (f *Follower) step(ctx context.Context, t *tail) (*tail, error) {
 			return nil, err
 		}
 	}
-	return f.checkRotation(ctx, t)
+	next, reload, err := f.checkRotation(ctx, t)
+	if reload {
+		return f.fullLoad(ctx, events)
+	}
+	return next, err
 }
 
 // startNotifier watches the lease file's directory unless disabled. On

@@ -334,7 +334,7 @@ func TestParseRowMalformed(t *testing.T) {
 	}
 	const (
 		colAddress, colDUID, colValid, colExpire, colSubnet, colPreferred = 0, 1, 2, 3, 4, 5
-		colType, colIAID, colPrefixLen, colHostname, colState, colContext  = 6, 7, 8, 11, 13, 14
+		colType, colIAID, colPrefixLen, colHostname, colState, colContext = 6, 7, 8, 11, 13, 14
 	)
 	const pd = "2001:db8:8000::,00:01:00:01:32:a5:cf:39,30,1796412119,1,20,2,1,56,0,0,,00:0c:01:02:03:04,0,,1,2"
 	replacePD := func(i int, value string) string {

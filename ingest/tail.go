@@ -236,40 +236,55 @@ func (f *Follower) flush(ctx context.Context, t *tail) error {
 
 // checkRotation compares the inode at the lease file's path with the one
 // being read. When Kea rotated the file, it drains the old descriptor (Kea
-// closed it before the rename) and returns the new file.
-func (f *Follower) checkRotation(ctx context.Context, t *tail) (*tail, error) {
+// closed it before the rename) and returns the new file. When ".1" holds a
+// third file, Kea rotated more than once since the last check, and the
+// follower can only catch up with a full load; reload is then true.
+//
+// NOTE: if the follower is stalled (for example by a blocked Apply) for two
+// LFC intervals and both cleanups finish meanwhile, ".1" is gone and the
+// rows of the file in between are only in the compacted ".2"; that case
+// looks like one rotation and those rows are missed until the next full
+// load. Kea's lfc-interval is counted in seconds, far above PollInterval.
+func (f *Follower) checkRotation(ctx context.Context, t *tail) (next *tail, reload bool, err error) {
 	fi, err := os.Stat(f.cfg.Path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil // between Kea's rename and create; look again later
+		return nil, false, nil // between Kea's rename and create; look again later
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	dev, inode := statID(fi)
 	if dev == t.dev && inode == t.inode {
 		if fi.Size() < t.pos.offset {
-			return nil, f.restartTruncated(t, fi.Size())
+			return nil, false, f.restartTruncated(t, fi.Size())
 		}
-		return nil, nil
+		return nil, false, nil
 	}
 
 	if err := f.drain(ctx, t); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(t.buf) > 0 || t.discarding {
 		f.reportMalformed(t, t.pos.line+1, &RowError{Err: fmt.Errorf("%w: %d bytes after the last newline", ErrTruncatedLine, len(t.buf))})
 		t.buf, t.discarding = t.buf[:0], false
 	}
-	next, err := openTail(f.cfg.Path, readBufferSize)
+	next, err = openTail(f.cfg.Path, readBufferSize)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	f.rotations.Add(1)
+	if previous, err := os.Stat(f.cfg.Path + ".1"); err == nil {
+		if _, id := statID(previous); id != t.inode && id != next.inode {
+			next.close()
+			f.log.Warn("lease file rotated more than once since the last read, loading the lease files again", "old_inode", t.inode, "inode_1", id)
+			return nil, true, nil
+		}
+	}
 	f.log.Info("lease file rotated", "old_inode", t.inode, "old_offset", t.pos.offset, "new_inode", next.inode)
-	return next, nil
+	return next, false, nil
 }
 
 // restartTruncated handles a live file cut shorter than the position in
