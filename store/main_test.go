@@ -1,0 +1,53 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain runs the crash-test child when the crash test re-executes the
+// test binary, and otherwise runs the tests and then checks that no store
+// or Pebble goroutine outlived them.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashChildDirEnv); dir != "" {
+		os.Exit(runCrashChild(dir))
+	}
+	code := m.Run()
+	if code == 0 {
+		if leaked := leakedGoroutines(5 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leakedGoroutines waits up to timeout for goroutines running store or
+// Pebble code to end and returns the stacks of those that remain.
+func leakedGoroutines(timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var leaked []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "store.TestMain") {
+				continue
+			}
+			if strings.Contains(g, "alqd/alqd/store.") || strings.Contains(g, "cockroachdb/pebble") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 {
+			return ""
+		}
+		if time.Now().After(deadline) {
+			return strings.Join(leaked, "\n\n")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
