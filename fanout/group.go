@@ -103,6 +103,7 @@ type Subscriber struct {
 	state      State
 	seq        uint64   // the cursor, or a lower bound of it while live (see Group)
 	pos        uint64   // StateJoining: next ring position to read
+	prevSeq    uint64   // StateJoining: Seq at pos-1, at most seq
 	iter       Iterator // StateResync: open scan, or nil
 	catchingUp bool     // CaughtUp is due when the subscriber turns live
 	queued     bool     // in the group's work list
@@ -359,9 +360,9 @@ func (g *Group) Stats() Stats { return g.stats.snapshot() }
 // start positions s at its cursor: in the ring when the ring covers it, else
 // in a store resync. It queues s for the next Pump and wakes the group.
 func (g *Group) start(s *Subscriber) {
-	if pos, ok := g.ring.seek(s.seq); ok {
+	if pos, prev, ok := g.ring.seek(s.seq); ok {
 		s.state = StateJoining
-		s.pos = pos
+		s.pos, s.prevSeq = pos, prev
 	} else {
 		s.state = StateResync
 		s.catchingUp = true

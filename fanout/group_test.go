@@ -438,3 +438,36 @@ func TestGroupClose(t *testing.T) {
 		t.Errorf("ring Stats.Delivered after Close = %d, want the closed group's 1", got)
 	}
 }
+
+// TestGroupRewalkAfterSkippedDelivery blocks a subscriber after the walk
+// collected an update for it but before its turn, then restarts the walk
+// behind that update: the update must still reach it.
+func TestGroupRewalkAfterSkippedDelivery(t *testing.T) {
+	r, fs, g, _ := newTestGroup(t, Config{Capacity: 64})
+	sink := newRecordingSink(t)
+	f := Filter{Key: RelayIDKey(relayID(1))}
+	a := mustSubscribe(t, g, f, r.LastSeq(), "a")
+	b := mustSubscribe(t, g, f, r.LastSeq(), "b")
+	pumpUntilIdle(t, g, sink)
+
+	sink.policy = func(s *Subscriber, batch []*Update) (int, bool) {
+		if s == a {
+			g.Block(b)
+			return len(batch), true
+		}
+		return len(batch), false
+	}
+	fs.commit(1, 1, 0)
+	fs.publish(r)
+	pumpUntilIdle(t, g, sink)
+	if len(sink.stream(b).seqs) != 0 || b.State() != StateBlocked || g.live != 0 {
+		t.Fatalf("setup: b received %v in state %v with %d live", sink.stream(b).seqs, b.State(), g.live)
+	}
+
+	sink.policy = nil
+	g.Unblock(b)
+	pumpUntilIdle(t, g, sink)
+	if got := sink.stream(b).seqs; !slices.Equal(got, []uint64{1}) {
+		t.Errorf("b received %v, want [1]", got)
+	}
+}

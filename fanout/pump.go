@@ -58,10 +58,10 @@ func (g *Group) runWork(sink Sink) {
 		}
 	}
 
-	// Subscribers the budget did not reach go first next time, then those
-	// a Sink queued during this loop, then those that made progress.
-	rest := append(list[i:len(list):len(list)], g.work...)
-	g.work = append(rest, kept...)
+	// Next time, subscribers a Sink queued during this loop and those the
+	// budget did not reach go before those that made progress.
+	g.work = append(g.work, list[i:]...)
+	g.work = append(g.work, kept...)
 	clear(list)
 	g.workSpare = list[:0]
 	clear(kept)
@@ -121,10 +121,10 @@ func (g *Group) resyncStep(sink Sink, s *Subscriber, budget int) (reads int) {
 		return reads // blocked or removed by the sink
 	}
 
-	if pos, ok := g.ring.seek(s.seq); ok {
+	if pos, prev, ok := g.ring.seek(s.seq); ok {
 		s.closeIter()
 		s.state = StateJoining
-		s.pos = pos
+		s.pos, s.prevSeq = pos, prev
 	}
 	return reads
 }
@@ -134,8 +134,10 @@ func (g *Group) resyncStep(sink Sink, s *Subscriber, budget int) (reads int) {
 // positions up to the walk (invariant 4). It returns the positions read.
 func (g *Group) joinStep(sink Sink, s *Subscriber, budget int) (reads int) {
 	if g.live == 0 {
-		// Nobody depends on the walk, so it restarts at s.
-		g.walkPos, g.walkedSeq = s.pos, s.seq
+		// Nobody depends on the walk, so it restarts at s. walkedSeq
+		// must be the Seq at walkPos-1, not the cursor of s, which a
+		// store scan may have moved past the ring's head.
+		g.walkPos, g.walkedSeq = s.pos, s.prevSeq
 		g.goLive(sink, s)
 		return 0
 	}
@@ -144,8 +146,9 @@ func (g *Group) joinStep(sink Sink, s *Subscriber, budget int) (reads int) {
 		return 0
 	}
 
+	// Invariant 4 and s.seq < walkedSeq give s.pos < walkPos.
 	batch := g.batch[:0]
-	pos, last := s.pos, s.seq
+	pos, prev := s.pos, s.prevSeq
 	lapped := false
 	for pos < g.walkPos && len(batch) < g.cfg.MaxBatch && reads < budget {
 		u, ok := g.ring.read(pos)
@@ -155,18 +158,16 @@ func (g *Group) joinStep(sink Sink, s *Subscriber, budget int) (reads int) {
 		}
 		pos++
 		reads++
-		if u.Seq <= last {
-			continue
-		}
-		last = u.Seq
-		if s.matches(u) {
+		prev = u.Seq
+		if u.Seq > s.seq && s.matches(u) {
 			batch = append(batch, u)
 		}
 	}
 	g.batch = batch
 	defer clear(batch)
 
-	s.pos = pos
+	s.pos, s.prevSeq = pos, prev
+	last := max(prev, s.seq)
 	g.handOver(sink, s, batch, last)
 	switch {
 	case s.state != StateJoining:

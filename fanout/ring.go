@@ -169,22 +169,23 @@ func (r *Ring) read(pos uint64) (u *Update, ok bool) {
 	return u, true
 }
 
-// seek returns the position of the first update with a Seq above seq, and
-// whether the ring still retains every published update above seq, so that
-// a consumer positioned there misses none. pos may be head+1: the next
-// update to be published. A concurrent lap during the search reports false,
-// which only sends the caller to the store.
-func (r *Ring) seek(seq uint64) (pos uint64, ok bool) {
+// seek returns the position of the first update with a Seq above seq, the
+// Seq at the position before it (the start sequence number before position
+// 1), and whether the ring still retains every published update above seq,
+// so that a consumer positioned there misses none. pos may be head+1: the
+// next update to be published. A concurrent lap during the search reports
+// false, which only sends the caller to the store.
+func (r *Ring) seek(seq uint64) (pos, prevSeq uint64, ok bool) {
 	head := r.head.Load()
 	if head == 0 {
-		return 1, seq >= r.startSeq
+		return 1, r.startSeq, seq >= r.startSeq
 	}
 	top, ok := r.read(head)
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
 	if top.Seq <= seq {
-		return head + 1, true
+		return head + 1, top.Seq, true
 	}
 
 	// Seq grows by at least one per position, so the last position holding a
@@ -200,29 +201,29 @@ func (r *Ring) seek(seq uint64) (pos uint64, ok bool) {
 	}
 	bottom, ok := r.read(low)
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
 	if bottom.Seq > seq {
 		// No retained update is at or below seq. Only an unwrapped ring
 		// whose start is at or below seq still covers it (invariant 6).
-		return low, low == 1 && seq >= r.startSeq
+		return low, r.startSeq, low == 1 && seq >= r.startSeq
 	}
 
 	// Binary search keeping seq(low) <= seq < seq(high).
-	high := head
+	high, lowSeq := head, bottom.Seq
 	for high-low > 1 {
 		mid := low + (high-low)/2
 		u, ok := r.read(mid)
 		if !ok {
-			return 0, false
+			return 0, 0, false
 		}
 		if u.Seq <= seq {
-			low = mid
+			low, lowSeq = mid, u.Seq
 		} else {
 			high = mid
 		}
 	}
-	return high, true
+	return high, lowSeq, true
 }
 
 // NewGroup registers a consumer group, normally one per event loop, and

@@ -92,33 +92,34 @@ func TestRingSeek(t *testing.T) {
 		r.Publish(&Update{Seq: s})
 	}
 	tests := []struct {
-		seq     uint64
-		wantPos uint64
-		wantOK  bool
+		seq      uint64
+		wantPos  uint64
+		wantPrev uint64
+		wantOK   bool
 	}{
-		{99, 1, false}, // below the start: the store has changes the ring never saw
-		{100, 1, true},
-		{101, 2, true},
-		{103, 3, true}, // inside a gap
-		{105, 4, true},
-		{109, 5, true},
-		{110, 6, true}, // the next position to be published
-		{500, 6, true}, // ahead of the ring, as after a scan of unpublished commits
+		{99, 1, 100, false}, // below the start: the store has changes the ring never saw
+		{100, 1, 100, true},
+		{101, 2, 101, true},
+		{103, 3, 102, true}, // inside a gap
+		{105, 4, 105, true},
+		{109, 5, 106, true},
+		{110, 6, 110, true}, // the next position to be published
+		{500, 6, 110, true}, // ahead of the ring, as after a scan of unpublished commits
 	}
 	for _, tt := range tests {
-		pos, ok := r.seek(tt.seq)
-		if ok != tt.wantOK || (ok && pos != tt.wantPos) {
-			t.Errorf("seek(%d) = %d, %v; want %d, %v", tt.seq, pos, ok, tt.wantPos, tt.wantOK)
+		pos, prev, ok := r.seek(tt.seq)
+		if ok != tt.wantOK || (ok && (pos != tt.wantPos || prev != tt.wantPrev)) {
+			t.Errorf("seek(%d) = %d, %d, %v; want %d, %d, %v", tt.seq, pos, prev, ok, tt.wantPos, tt.wantPrev, tt.wantOK)
 		}
 	}
 }
 
 func TestRingSeekEmpty(t *testing.T) {
 	r := newRing(t, 8, 50)
-	if pos, ok := r.seek(50); !ok || pos != 1 {
-		t.Errorf("seek(50) on an empty ring = %d, %v; want 1, true", pos, ok)
+	if pos, prev, ok := r.seek(50); !ok || pos != 1 || prev != 50 {
+		t.Errorf("seek(50) on an empty ring = %d, %d, %v; want 1, 50, true", pos, prev, ok)
 	}
-	if _, ok := r.seek(49); ok {
+	if _, _, ok := r.seek(49); ok {
 		t.Errorf("seek(49) below the start on an empty ring reported covered")
 	}
 }
@@ -142,14 +143,14 @@ func TestRingLapDetection(t *testing.T) {
 		}
 	}
 
-	if _, ok := r.seek(seqAt(5)); ok {
+	if _, _, ok := r.seek(seqAt(5)); ok {
 		t.Errorf("seek(Seq at 5) covered, but position 6 is overwritten")
 	}
-	if pos, ok := r.seek(seqAt(6)); ok {
+	if pos, _, ok := r.seek(seqAt(6)); ok {
 		t.Errorf("seek(Seq at 6) = %d, true; position 6 is gone, so nothing proves 7 follows it directly", pos)
 	}
-	if pos, ok := r.seek(seqAt(7)); !ok || pos != 8 {
-		t.Errorf("seek(Seq at 7) = %d, %v; want 8, true", pos, ok)
+	if pos, prev, ok := r.seek(seqAt(7)); !ok || pos != 8 || prev != seqAt(7) {
+		t.Errorf("seek(Seq at 7) = %d, %d, %v; want 8, %d, true", pos, prev, ok, seqAt(7))
 	}
 }
 
@@ -267,9 +268,9 @@ func readAll(t *testing.T, r *Ring, updates []*Update, pause bool) (laps int) {
 		if pos > 1 {
 			prev = updates[pos-1].Seq
 		}
-		next, covered := r.seek(prev)
+		next, _, covered := r.seek(prev)
 		for !covered {
-			next, covered = r.seek(r.LastSeq())
+			next, _, covered = r.seek(r.LastSeq())
 		}
 		pos = next
 	}
