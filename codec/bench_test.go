@@ -66,7 +66,7 @@ func benchBindings(tb testing.TB, n int) []ClientData {
 	return out
 }
 
-// appendBulkReply appends the framed answer to a bulk query, one binding per
+// appendBulkReply appends the framed reply to a bulk query, one binding per
 // message, the way a server builds it: every message straight into one
 // buffer, each msg-size reserved and patched.
 func appendBulkReply(buf []byte, bindings []ClientData) ([]byte, error) {

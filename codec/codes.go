@@ -6,7 +6,7 @@ import "strconv"
 type MsgType uint8
 
 // Message types, in registry order. Leasequery uses LEASEQUERY through
-// LEASEQUERY-DATA, ACTIVELEASEQUERY, STARTTLS, REPLY (the answer to STARTTLS)
+// LEASEQUERY-DATA, ACTIVELEASEQUERY, STARTTLS, REPLY (the reply to STARTTLS)
 // and the two relay types; the others are named so that String and logs stay
 // readable when a peer sends them.
 const (

@@ -15,7 +15,7 @@ import (
 // parses the leasequery message types generically (it has no names for 22 and
 // 23) and keeps the leasequery options as generic options, whose option-data
 // the tests then parse with its option parser where the content is made of
-// options it knows.
+// options it parses.
 
 // crossCheckMessages returns the messages for the cross-checks: every vector
 // message and frame, and messages built with the typed encoders.

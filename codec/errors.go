@@ -5,7 +5,7 @@ import (
 	"strconv"
 )
 
-// Sentinel errors. Decoders return them wrapped in a *DecodeError that says
+// Sentinel errors. Decoders return them wrapped in a *DecodeError that names
 // where the problem is; encoders and the framer return them wrapped or bare as
 // each function documents. Test for them with errors.Is.
 var (
@@ -86,7 +86,7 @@ var (
 
 // DecodeError reports malformed input: which option (0 outside any option,
 // such as in a message header or after the last option) starts at which byte
-// offset, and the sentinel that says what is wrong.
+// offset, and the sentinel that names the problem.
 // Offset counts from the start of the slice given to the decoder that
 // returned the error, so for a message it is the offset within the message.
 type DecodeError struct {
@@ -130,10 +130,11 @@ func (e *StatusError) AppendOption(b []byte) ([]byte, error) {
 	return AppendStatusCode(b, e.Code, e.Msg)
 }
 
-// FrameError reports a TCP frame that the framer rejects: Size is the
-// msg-size read from the stream, Max the configured maximum, and Err is
-// ErrFrameEmpty, ErrFrameTooLarge or io.ErrUnexpectedEOF (the stream ended
-// inside a frame, when Size is -1 if even the 2-octet size was incomplete).
+// FrameError reports a TCP frame that the framer rejects. Size is the
+// msg-size read from the stream and Max the configured maximum. Err is
+// ErrFrameEmpty, ErrFrameTooLarge or io.ErrUnexpectedEOF, the last when the
+// stream ended inside a frame; Size is then -1 if even the 2-octet msg-size
+// was incomplete.
 type FrameError struct {
 	Size int
 	Max  int

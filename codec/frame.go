@@ -18,9 +18,9 @@ const framerKeepBytes = 4096
 
 // Framer splits a TCP byte stream into messages, one chunk of bytes at a
 // time, as a gnet OnTraffic callback or a read loop receives them. A frame
-// that lies whole inside a chunk is returned without copying; only the bytes
-// of a frame split across chunks (even inside its 2-octet msg-size) are
-// copied, into a buffer the Framer owns. A msg-size of 0 or above MaxSize is
+// that lies whole inside a chunk is returned without copying. Only the bytes
+// of a frame split across chunks, even inside its 2-octet msg-size, are
+// copied into a buffer the Framer owns. A msg-size of 0 or above MaxSize is
 // rejected with a *FrameError as soon as the 2 octets are known; that error
 // is sticky, because the stream cannot be resynchronised after it.
 //
@@ -51,8 +51,8 @@ func (f *Framer) Feed(chunk []byte) {
 
 // Next returns the next complete message, without its msg-size, or nil when
 // the bytes fed so far end inside a frame (or at a frame boundary). The
-// message aliases either the chunk given to Feed or a buffer of f, and is
-// valid until the next call to Next or Feed; copy it to keep it. Errors are
+// message aliases either the chunk given to Feed or a buffer of f. It is
+// valid until the next call to Next or Feed, so copy it to keep it. Errors are
 // *FrameError wrapping ErrFrameEmpty or ErrFrameTooLarge.
 //
 // hot path: no allocation unless a frame is split across chunks.

@@ -11,8 +11,8 @@ const (
 	lqRelayDataLen = 16 // peer-address
 )
 
-// LQQuery is the content of OPTION_LQ_QUERY (RFC 5007 section 4.1.2.1): what
-// a LEASEQUERY asks for, or which bindings an ACTIVELEASEQUERY follows.
+// LQQuery is the content of OPTION_LQ_QUERY (RFC 5007 section 4.1.2.1): the
+// bindings a LEASEQUERY requests, or those an ACTIVELEASEQUERY follows.
 // After Decode, Options aliases the decoded option-data.
 type LQQuery struct {
 	QueryType QueryType
@@ -56,10 +56,10 @@ func (q *LQQuery) AppendTo(b []byte) ([]byte, error) {
 	return endContainer(b, start, q.Options)
 }
 
-// Validate returns a *StatusError when a server must refuse q: an unknown
-// query-type is UnknownQueryType and a query without the option its type
-// needs is MalformedQuery (both SHOULD in RFC 5007 section 4.3.3), as is
-// QUERY_BY_LINK_ADDRESS with link-address ::, which names no link. Whether a
+// Validate returns a *StatusError when a server must reject q. An unknown
+// query-type is UnknownQueryType, and a query without the option its type
+// needs is MalformedQuery (both SHOULD in RFC 5007). QUERY_BY_LINK_ADDRESS
+// with link-address :: names no link, so it is MalformedQuery too. Whether a
 // bulk-only type may be used on the transport at hand is for the caller to
 // check (see QueryType.BulkOnly).
 func (q *LQQuery) Validate() error {
@@ -125,8 +125,8 @@ func (opts Options) CLTTime() (uint32, bool) { return opts.Uint32(OptCLTTime) }
 
 // ClientData is the content of OPTION_CLIENT_DATA (RFC 5007 section
 // 4.1.2.2): the bindings of one client on one link. Decode sorts the options
-// it knows into fields and keeps the rest, in wire order, in Other; AppendTo
-// writes ClientID, CLT_TIME, the addresses, the prefixes, the relay data and
+// it recognizes into fields and keeps the rest, in wire order, in Other.
+// AppendTo writes ClientID, CLT_TIME, the addresses, the prefixes, the relay data and
 // then Other, so an encoding in another order decodes to the same value but
 // re-encodes in this order. After Decode every slice aliases the decoded
 // option-data. The zero value is an empty OPTION_CLIENT_DATA.

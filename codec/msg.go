@@ -44,7 +44,7 @@ type Message struct {
 }
 
 // Decode parses b into m, reusing m.Options, and checks the layout of every
-// option it knows, recursively, including relay messages inside
+// option it recognizes, recursively, including relay messages inside
 // OPTION_LQ_RELAY_DATA. m.Options alias b. It rejects a relay message type
 // (use RelayMessage.Decode), trailing bytes, duplicate options that may
 // appear only once, and a message longer than MaxMessageLen. Errors are
@@ -138,7 +138,7 @@ type RelayMessage struct {
 }
 
 // Decode parses b into r, reusing r.Options, and checks the whole relay
-// chain: every nested message and option it knows, with at most
+// chain: every nested message and recognized option, with at most
 // MaxRelayNesting relay messages. OPTION_RELAY_MSG is optional, because the
 // relay message stored in OPTION_LQ_RELAY_DATA has its innermost one removed
 // (RFC 5007 section 4.1.2.4). r.Options alias b. Errors are *DecodeError

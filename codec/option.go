@@ -14,10 +14,11 @@ const (
 	// OptionHeaderLen is the size of option-code plus option-len.
 	OptionHeaderLen = 4
 
-	// maxOptionDepth bounds how deeply container options may nest. The deepest
-	// leasequery message (a relayed reply whose OPTION_CLIENT_DATA carries an
-	// OPTION_LQ_RELAY_DATA with a full relay chain) needs about 25 levels; the
-	// bound keeps recursion on hostile input short.
+	// maxOptionDepth bounds how deeply container options may nest, which keeps
+	// recursion on hostile input short. The deepest leasequery message needs
+	// 21 levels: a reply relayed through MaxRelayNesting relays, its
+	// OPTION_CLIENT_DATA and OPTION_LQ_RELAY_DATA, a stored chain of
+	// MaxRelayNesting relays, and the options of the innermost message.
 	maxOptionDepth = 32
 )
 
@@ -44,7 +45,7 @@ type Options []Option
 
 // Decode parses data, a sequence of options such as the option-data of a
 // container option, into opts, reusing its backing array, and checks the
-// layout of every option it knows, recursively (see the package comment for
+// layout of every option it recognizes, recursively (see the package comment for
 // the checks). The Data slices alias data and have their capacity cut to
 // their length, so appending to one never overwrites its neighbour. Errors
 // are *DecodeError with offsets counted from the start of data; on error
@@ -229,8 +230,9 @@ func walkOptions(data []byte, base int, n nesting, dst *Options) error {
 		}
 		body := data[bodyStart : bodyStart+size : bodyStart+size]
 
-		// RFC 8415 section 21.1: unless stated otherwise an option appears at
-		// most once in a message or container.
+		// RFC 8415 section 21.1: an option appears at most once in a message
+		// or container unless its definition allows more; singletons lists
+		// the codes this package holds to that rule.
 		if seen.repeated(code) {
 			return &DecodeError{Offset: base + off, Code: code, Err: ErrDuplicateOption}
 		}

@@ -150,8 +150,8 @@ func buildCapture(t *testing.T) *capture {
 		Addrs: []IAAddr{{Addr: netip.MustParseAddr("2001:db8:1::12")}},
 	}
 
-	// UDP: a query by client-id and its answer, a query whose client is on
-	// two links, and a relayed query by address answered through RELAY-REPL.
+	// UDP: a query by client-id and its reply, a query whose client is on
+	// two links, and a relayed query by address replied to in RELAY-REPL.
 	byClient := &LQQuery{QueryType: QueryByClientID, Options: Options{{Code: OptClientID, Data: capBinding}}}
 	c.udp(t, requestor547, server547, msgWith(MsgLeasequery, 0x4c5101,
 		Option{Code: OptClientID, Data: capClientID}, opt(t, byClient)))
@@ -185,7 +185,7 @@ func buildCapture(t *testing.T) *capture {
 		Options: Options{{Code: OptInterfaceID, Data: []byte("eth0")}, {Code: OptRelayMsg, Data: reply}},
 	})
 
-	// TCP bulk: two pipelined queries in one segment; the answer stream is
+	// TCP bulk: two pipelined queries in one segment; the reply stream is
 	// cut inside a msg-size and inside a message.
 	bulk := c.pcap.openTCP(netip.AddrPortFrom(capRequestor, 40001), server547)
 	c.tcpControl(3)
@@ -289,7 +289,7 @@ const (
 	// ACTIVELEASEQUERY and STARTTLS.
 	tsharkTypeNotAllowed = "Message Type %d not allowed by DHCPv6 Bulk Leasequery"
 	// The dissector throws on a framed message with no options, which RFC
-	// 5460 allows (an empty LEASEQUERY-DONE) and RFC 7653 asks for
+	// 5460 allows (an empty LEASEQUERY-DONE) and RFC 7653 recommends
 	// (STARTTLS).
 	tsharkMalformed = "Malformed Packet (Exception occurred)"
 	// The dissector shows the relay message inside OPTION_LQ_RELAY_DATA as
