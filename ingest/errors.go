@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Sentinel errors. Parser.ParseRow and Parser.SetHeader wrap them in a
@@ -125,10 +126,14 @@ type RecordError struct {
 }
 
 func (e *RecordError) Error() string {
-	if e.Field == "" {
-		return fmt.Sprintf("ingest: line %d: %v", e.Line, e.Err)
+	where := "ingest: "
+	if e.Line > 0 {
+		where += fmt.Sprintf("line %d: ", e.Line)
 	}
-	return fmt.Sprintf("ingest: line %d: field %q: %v", e.Line, e.Field, e.Err)
+	if e.Field != "" {
+		where += fmt.Sprintf("field %q: ", e.Field)
+	}
+	return where + strings.TrimPrefix(e.Err.Error(), "ingest: ")
 }
 
 func (e *RecordError) Unwrap() error { return e.Err }
