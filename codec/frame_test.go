@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"testing"
 	"testing/iotest"
 )
@@ -358,5 +359,33 @@ func TestFrameErrorMessage(t *testing.T) {
 	want := "codec: frame msg-size 70000 (maximum 65535): frame msg-size above the configured maximum"
 	if err.Error() != want {
 		t.Errorf("Error() = %q, want %q", err.Error(), want)
+	}
+}
+
+func TestFrameReaderNetConn(t *testing.T) {
+	// A net.Conn peer writes the bulk vector stream in uneven pieces.
+	stream := vectorBytes(t, "stream_bulk_s2c")
+	client, server := net.Pipe()
+	defer client.Close()
+	go func() {
+		defer server.Close()
+		for rest, n := stream, 1; len(rest) > 0; n = n*3%97 + 1 {
+			n = min(n, len(rest))
+			if _, err := server.Write(rest[:n]); err != nil {
+				return
+			}
+			rest = rest[n:]
+		}
+	}()
+	r := NewFrameReader(client, 0)
+	want := splitStreamByHand(t, stream)
+	for i, w := range want {
+		msg, err := r.ReadFrame()
+		if err != nil || !bytes.Equal(msg, w) {
+			t.Fatalf("frame %d: %x, %v", i, msg, err)
+		}
+	}
+	if _, err := r.ReadFrame(); err != io.EOF {
+		t.Errorf("ReadFrame after the stream = %v, want io.EOF", err)
 	}
 }

@@ -125,6 +125,21 @@ func PeekType(b []byte) (MsgType, error) {
 	return MsgType(b[0]), nil
 }
 
+// PeekHeader returns the msg-type and transaction-id of an encoded
+// client/server message without decoding its options, for example to answer
+// a message whose options fail to decode. For RELAY-FORW and RELAY-REPL,
+// which have no transaction-id, the second result is 0.
+func PeekHeader(b []byte) (MsgType, uint32, error) {
+	if len(b) < HeaderLen {
+		return 0, 0, &DecodeError{Err: ErrShortMessage}
+	}
+	t := MsgType(b[0])
+	if t.IsRelay() {
+		return t, 0, nil
+	}
+	return t, be24(b[1:]), nil
+}
+
 // RelayMessage is a RELAY-FORW or RELAY-REPL (RFC 8415 section 9). The zero
 // value is an empty message of type 0. A RelayMessage filled by Decode
 // aliases the decoded buffer; the relayed message stays encoded inside

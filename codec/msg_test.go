@@ -605,6 +605,20 @@ func TestPeekType(t *testing.T) {
 	}
 }
 
+func TestPeekHeader(t *testing.T) {
+	typ, xid, err := PeekHeader(b(0x0e, 0xb1, 0x0c, 0x03, 0xff)) // LEASEQUERY, xid, a stray octet
+	if err != nil || typ != MsgLeasequery || xid != 0xb10c03 {
+		t.Errorf("PeekHeader = %v, %#x, %v", typ, xid, err)
+	}
+	typ, xid, err = PeekHeader(cat(b(0x0c, 0x05), repeat(0, 32)))
+	if err != nil || typ != MsgRelayForw || xid != 0 {
+		t.Errorf("PeekHeader of a relay = %v, %#x, %v", typ, xid, err)
+	}
+	if _, _, err := PeekHeader(b(0x0e, 0xb1)); !errors.Is(err, ErrShortMessage) {
+		t.Errorf("PeekHeader short: %v", err)
+	}
+}
+
 func TestDecodeErrorMessage(t *testing.T) {
 	err := &DecodeError{Offset: 23, Code: OptLQQuery, Err: ErrOptionLength}
 	want := "codec: decode OPTION_LQ_QUERY at offset 23: option length invalid for its option code"
