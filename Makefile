@@ -1,0 +1,93 @@
+# Build, check and test alqd. Needs GNU make and Go 1.26.
+#
+#   make test         every test: vet, staticcheck, go test ./... including the
+#                     end-to-end tests against a real Kea (root; see README.md)
+#   make run          build and run the main job
+#   make fuzz         each native fuzz target for FUZZTIME
+#   make bench        every benchmark; make bench-smoke runs each one once
+
+GO ?= go
+BIN := $(CURDIR)/bin
+
+# staticcheck 2026.2.2 (v0.8.2) is the first release that checks Go 1.26 code.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(BIN)/staticcheck
+
+TEST_TIMEOUT ?= 20m
+FUZZTIME ?= 10s
+# The number of fuzzing workers; keep 1 on a shared 2-core machine.
+FUZZ_PARALLEL ?= 1
+BENCHTIME ?= 1s
+BENCHCOUNT ?= 1
+BENCH_TIMEOUT ?= 60m
+# Arguments for the main job of make run.
+RUN_ARGS ?=
+
+.PHONY: all tools build vet staticcheck test fuzz bench bench-smoke run clean
+
+all: build
+
+tools: $(STATICCHECK)
+
+# Reinstalled when the Makefile (and so maybe the version) changes.
+$(STATICCHECK): Makefile
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@touch $@
+
+# Builds every package, and the commands under cmd/ into bin/ once there are any.
+build:
+	$(GO) build ./...
+	@if ls cmd/*/*.go >/dev/null 2>&1; then \
+		mkdir -p $(BIN); \
+		echo "CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/..."; \
+		CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...; \
+	else \
+		echo "build: there are no commands under cmd/ yet, so only the packages were built"; \
+	fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+# The Kea end-to-end tests are ordinary Go tests. They fail when not run as
+# root with Kea installed, unless ALQD_SKIP_KEA=1 is set to skip them.
+test: vet staticcheck
+	@if [ "$${ALQD_SKIP_KEA:-}" = 1 ]; then \
+		echo "test: ALQD_SKIP_KEA=1 is set, so the tests that need root and Kea are skipped"; \
+	fi
+	$(GO) test -count=1 -timeout=$(TEST_TIMEOUT) ./...
+
+# Runs every func FuzzXxx found in a _test.go file, one at a time, each for
+# FUZZTIME with FUZZ_PARALLEL workers.
+fuzz:
+	@found=0; \
+	for dir in $$(grep -rl --include='*_test.go' --exclude-dir=.git --exclude-dir=bin '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$dir/*_test.go); do \
+			found=1; \
+			echo "$(GO) test -run='^$$' -fuzz='^$$name$$' -fuzztime=$(FUZZTIME) -parallel=$(FUZZ_PARALLEL) $$dir"; \
+			$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) -parallel=$(FUZZ_PARALLEL) $$dir || exit 1; \
+		done; \
+	done; \
+	if [ $$found = 0 ]; then echo "fuzz: no func Fuzz... was found in any _test.go file" >&2; exit 1; fi
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -count=$(BENCHCOUNT) -timeout=$(BENCH_TIMEOUT) ./...
+
+# Runs every benchmark exactly once, to prove that it still works.
+bench-smoke:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=1x -timeout=$(BENCH_TIMEOUT) ./...
+
+# NOTE: the main job is not wired yet; this runs bin/alqd once cmd/alqd exists.
+run: build
+	@if [ -x $(BIN)/alqd ]; then \
+		echo "$(BIN)/alqd $(RUN_ARGS)"; \
+		$(BIN)/alqd $(RUN_ARGS); \
+	else \
+		echo "run: $(BIN)/alqd does not exist because there is no cmd/alqd yet" >&2; \
+		exit 1; \
+	fi
+
+clean:
+	rm -rf $(BIN)
