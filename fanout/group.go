@@ -6,7 +6,8 @@ import (
 	"sync/atomic"
 )
 
-// State is where a subscriber takes its updates from.
+// State is the stage of a subscriber: taking updates from the ring, catching
+// up, or waiting.
 type State uint8
 
 // Subscriber states.
@@ -48,7 +49,8 @@ type Sink interface {
 	// published. It is called for new subscribers that started behind
 	// Ring.LastSeq (Subscriber.CatchingUp was true) and after every store
 	// resync, before any later Deliver for s. An Active Leasequery server
-	// sends CatchUpComplete here the first time (RFC 7653 section 8.4).
+	// sends the LEASEQUERY-DATA with status CatchUpComplete here the first
+	// time (RFC 7653 section 9.3).
 	CaughtUp(s *Subscriber)
 
 	// Failed reports that a store scan for s failed with err. s is in
@@ -69,9 +71,9 @@ type Source interface {
 }
 
 // Iterator is one store scan. The group calls Next and Update up to
-// Config.MaxBatch times per Pump, then hands the updates to Sink.Deliver in
-// one batch, so an Update must stay unchanged at least until the Pump that
-// read it returns (allocating one per binding meets this).
+// Config.MaxBatch times per Pump and then hands the updates to Sink.Deliver
+// in one batch. An Update must therefore stay unchanged at least until the
+// Pump that read it returns; allocating one per binding meets this.
 type Iterator interface {
 	// Next advances to the next binding and reports whether there is one.
 	Next() bool
@@ -91,8 +93,9 @@ type Iterator interface {
 // Subscriber is one Active Leasequery subscription: a filter and a cursor.
 // Its methods and fields are for the group's goroutine only.
 //
-// The cursor is the largest Seq such that every update up to it has been
-// delivered to the subscriber or was not selected by its filter.
+// Its cursor is a Seq such that every update up to it has been delivered to
+// the subscriber or was not selected by its filter, and no update above it
+// has been delivered.
 type Subscriber struct {
 	group  *Group
 	owner  any
@@ -125,7 +128,7 @@ func (s *Subscriber) Owner() any { return s.owner }
 // Filter returns the subscriber's filter.
 func (s *Subscriber) Filter() Filter { return s.filter }
 
-// State returns where the subscriber takes its updates from.
+// State returns the subscriber's stage.
 func (s *Subscriber) State() State { return s.state }
 
 // Seq returns the subscriber's cursor: every update with a Seq up to it has
@@ -204,9 +207,9 @@ func (s *Subscriber) closeIter() {
 //  6. Memory: a blocked or failed subscriber holds only its cursor; a
 //     resyncing one also holds one open store scan; a joining one a ring
 //     position. No subscriber has a queue, and lag costs no memory.
-//  7. Wake: whoever calls wake first sets scheduled, and Pump clears it
-//     before it loads the ring's head, so an update published during a Pump
-//     causes another wake and none is lost.
+//  7. Wake: a caller of wake first sets scheduled, and Pump clears it before
+//     it loads the ring's head, so an update published during a Pump causes
+//     another wake and none is lost.
 //
 // Rejected alternatives: a queue or coalescing map per subscriber grows with
 // its lag; a goroutine or channel per subscriber costs memory and scheduling
@@ -225,6 +228,7 @@ type Group struct {
 
 	closed    bool
 	live      int
+	delivered uint64 // updates delivered during the running Pump, not yet in stats
 	walkPos   uint64 // invariant 2
 	walkedSeq uint64 // invariant 2
 
@@ -256,7 +260,7 @@ func newGroup(r *Ring, src Source, wake func()) *Group {
 
 // Subscribe adds a subscriber with filter f whose cursor starts at after: it
 // receives every selected update with a larger Seq. A subscription for
-// changes from now on passes Ring.LastSeq; a catch-up from a start time
+// changes from now on passes Ring.LastSeq. A catch-up from a start time
 // passes the Seq before the first change at or after that time. A cursor the
 // ring still covers is served from the ring, an older one from the store
 // (Sink.CaughtUp follows either catch-up). owner is returned by
@@ -310,8 +314,12 @@ func (g *Group) Remove(s *Subscriber) {
 // until Unblock. Its cursor stays where the last accepted update left it,
 // and an open store scan is closed. The server calls it when a write it made
 // outside Sink.Deliver left bytes buffered; Deliver reports the same through
-// its results.
+// its results. It is a no-op for a subscriber that is not live or catching
+// up, or of another group.
 func (g *Group) Block(s *Subscriber) {
+	if s.group != g {
+		return
+	}
 	switch s.state {
 	case StateLive:
 		if g.walkedSeq > s.seq {

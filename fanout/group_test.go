@@ -342,7 +342,7 @@ func TestGroupWakeCoalescing(t *testing.T) {
 	r, fs, g, w := newTestGroup(t, Config{Capacity: 1024})
 	sink := newRecordingSink(t)
 
-	// Publishing with no live subscriber wakes nobody.
+	// Publishing with no live subscriber wakes no group.
 	fs.commit(1, 0, 0)
 	fs.publish(r)
 	if w.n != 0 {

@@ -49,8 +49,9 @@ func linkAddr(i int) netip.Addr {
 	return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, byte(i), 15: 1})
 }
 
-// prefixFor returns the binding's address or delegated prefix: even ids get
-// a /128 address, odd ids a /56 prefix; the nibble at byte 6 spreads them.
+// prefixFor returns the binding's address or delegated prefix. Even ids get
+// a /128 address and odd ids a /56 prefix, both spread by the id in bytes 4
+// to 6.
 func prefixFor(id int) netip.Prefix {
 	a := [16]byte{0x20, 0x01, 0x0d, 0xb8, byte(id >> 16), byte(id >> 8), byte(id)}
 	if id%2 == 0 {
@@ -274,8 +275,8 @@ func newTestGroup(t testing.TB, cfg Config) (*Ring, *fakeStore, *Group, *wakeCou
 	return r, fs, g, w
 }
 
-// pumpUntilIdle pumps while the group asks for it, failing the test if it
-// never settles.
+// pumpUntilIdle pumps while the group has a wake pending, failing the test
+// if it never settles.
 func pumpUntilIdle(t testing.TB, g *Group, sink Sink) {
 	t.Helper()
 	for i := 0; i < 100000; i++ {

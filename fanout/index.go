@@ -7,10 +7,10 @@ import (
 )
 
 // index finds the subscribers an update may match without visiting the
-// others: unfiltered subscribers in a list, identity and link-address
-// subscribers in one map per kind keyed by the raw key bytes, and address
-// subscribers in a list sorted by address, so that the subscribers inside a
-// delegated prefix are one contiguous run found by binary search.
+// others. Unfiltered subscribers are in a list, and identity and
+// link-address subscribers in one map per kind keyed by the raw key bytes.
+// Address subscribers are in a list sorted by address, so the subscribers
+// inside a delegated prefix are one contiguous run found by binary search.
 //
 // Subscribers stay indexed in every state; the walk skips those not live.
 type index struct {

@@ -60,8 +60,8 @@ func blockingPolicy(rng *rand.Rand, p *float64) func(*Subscriber, []*Update) (in
 // publishes, pumps, subscriptions, removals and blocking, on small rings so
 // that laps and store resyncs are frequent. After quiescence every
 // subscriber must hold the latest state of every binding it selects that
-// changed after its start; the sink checks on every delivery that Seq
-// increases and the filter selects the update.
+// changed after its start. On every delivery the sink checks that Seq
+// increases and that the filter selects the update.
 func TestModelRandom(t *testing.T) {
 	seeds := 60
 	if testing.Short() {

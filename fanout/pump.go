@@ -4,7 +4,7 @@ import "slices"
 
 // Pump hands every subscriber with pending updates its batch through sink,
 // then schedules another Pump through the wake function if work remains.
-// Call it on the group's goroutine when the wake function asks for it.
+// Call it on the group's goroutine after each call of the wake function.
 //
 // One Pump first advances subscribers that are catching up (store scans and
 // ring updates older than the walk, within Config.ResyncBudget reads), then
@@ -15,8 +15,8 @@ import "slices"
 //
 // hot path: once per wake per event loop.
 func (g *Group) Pump(sink Sink) {
-	// Invariant 7: clear the flag before loading head, so that a publish
-	// this Pump does not see wakes the group again.
+	// Invariant 7: clear the flag before loading head, so that an update
+	// published after the load wakes the group again.
 	g.scheduled.Store(false)
 	if g.closed {
 		return
@@ -25,6 +25,8 @@ func (g *Group) Pump(sink Sink) {
 
 	g.runWork(sink)
 	g.walk(sink, head)
+	g.stats.delivered.Add(g.delivered)
+	g.delivered = 0
 
 	if len(g.work) > 0 || (g.live > 0 && g.ring.head.Load() >= g.walkPos) {
 		g.requestWake()
@@ -134,9 +136,9 @@ func (g *Group) resyncStep(sink Sink, s *Subscriber, budget int) (reads int) {
 // positions up to the walk (invariant 4). It returns the positions read.
 func (g *Group) joinStep(sink Sink, s *Subscriber, budget int) (reads int) {
 	if g.live == 0 {
-		// Nobody depends on the walk, so it restarts at s. walkedSeq
-		// must be the Seq at walkPos-1, not the cursor of s, which a
-		// store scan may have moved past the ring's head.
+		// No live subscriber depends on the walk, so it restarts at s.
+		// walkedSeq must be the Seq at walkPos-1, not the cursor of s,
+		// which a store scan may have moved past the ring's head.
 		g.walkPos, g.walkedSeq = s.pos, s.prevSeq
 		g.goLive(sink, s)
 		return 0
@@ -188,9 +190,9 @@ func (g *Group) walk(sink Sink, head uint64) {
 		return
 	}
 
-	// Read the window. Only its first position can show that the live
-	// subscribers were lapped; a later one means the producer overtook the
-	// walk while it read, and the next Pump finds the lap.
+	// Read the window. Only a failed read of its first position means the
+	// live subscribers were lapped. A later failure means the producer
+	// overtook the walk while it read, and the next Pump finds the lap.
 	end := min(head, g.walkPos+uint64(g.cfg.MaxBatch)-1)
 	window := g.window[:0]
 	for pos := g.walkPos; pos <= end; pos++ {
@@ -317,7 +319,7 @@ func (g *Group) handOver(sink Sink, s *Subscriber, batch []*Update, done uint64)
 
 	written, blocked := sink.Deliver(s, batch)
 	written = max(0, min(written, len(batch)))
-	g.stats.delivered.Add(uint64(written))
+	g.delivered += uint64(written)
 
 	switch {
 	case written == len(batch):

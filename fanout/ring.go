@@ -58,8 +58,6 @@ type Ring struct {
 	pos  uint64
 	last uint64
 
-	published atomic.Uint64
-
 	mu      sync.Mutex               // serializes changes to groups and retired
 	groups  atomic.Pointer[[]*Group] // copy on write, read by Publish without locks
 	retired Stats                    // counters of closed groups
@@ -139,7 +137,6 @@ func (r *Ring) Publish(updates ...*Update) {
 	r.pos, r.last = pos, last
 	r.head.Store(pos)
 	r.lastSeq.Store(last)
-	r.published.Add(uint64(len(updates)))
 	r.publishing.Store(false)
 
 	if gs := r.groups.Load(); gs != nil {
@@ -169,12 +166,12 @@ func (r *Ring) read(pos uint64) (u *Update, ok bool) {
 	return u, true
 }
 
-// seek returns the position of the first update with a Seq above seq, the
-// Seq at the position before it (the start sequence number before position
-// 1), and whether the ring still retains every published update above seq,
-// so that a consumer positioned there misses none. pos may be head+1: the
-// next update to be published. A concurrent lap during the search reports
-// false, which only sends the caller to the store.
+// seek returns the position of the first update with a Seq above seq and
+// the Seq at the position before it (the start sequence number before
+// position 1). ok reports whether the ring still retains every published
+// update above seq, so that a consumer positioned there misses none. pos may
+// be head+1, the next position to be published. A concurrent lap during the
+// search reports false, which only sends the caller to the store.
 func (r *Ring) seek(seq uint64) (pos, prevSeq uint64, ok bool) {
 	head := r.head.Load()
 	if head == 0 {
@@ -231,8 +228,9 @@ func (r *Ring) seek(seq uint64) (pos, prevSeq uint64, ok bool) {
 // resync from. wake is called, at most once until the group's next Pump
 // starts, when the group has work: from Publish on the producer's goroutine,
 // and from Subscribe, Unblock and Pump on the group's own goroutine. It must
-// not block and must arrange for Pump to run on the group's goroutine, for
-// example with gnet's EventLoop.Execute. Safe for concurrent use.
+// not block and must not call Pump itself: it arranges for Pump to run soon
+// on the group's goroutine, for example with gnet's EventLoop.Execute. Safe
+// for concurrent use.
 func (r *Ring) NewGroup(src Source, wake func()) (*Group, error) {
 	if src == nil || wake == nil {
 		return nil, fmt.Errorf("%w: NewGroup needs a Source and a wake function", ErrNilArgument)
@@ -281,6 +279,6 @@ func (r *Ring) Stats() Stats {
 			st.add(g.Stats())
 		}
 	}
-	st.Published = r.published.Load()
+	st.Published = r.head.Load() // positions count publishes
 	return st
 }

@@ -193,7 +193,7 @@ func TestRingConcurrentPublishPanics(t *testing.T) {
 
 // TestRingConcurrentReaders runs one producer against several readers on a
 // small ring. Every read must return the update published at that position
-// or report a lap that really happened; one reader pauses on purpose so that
+// or report a lap that really happened. One reader pauses on purpose so that
 // it is lapped.
 func TestRingConcurrentReaders(t *testing.T) {
 	const (

@@ -11,8 +11,8 @@ import (
 // pre-encoded message bodies every connection shares.
 //
 // An Update is immutable once it is passed to Ring.Publish or returned by an
-// Iterator: the ring, every Group and every Sink read it from several
-// goroutines without locks, so nobody may write to it or to the memory its
+// Iterator. The ring, every Group and every Sink read it from several
+// goroutines without locks, so no code may write to it or to the memory its
 // slices point to afterwards. The garbage collector frees it once the ring
 // slot holding it has been overwritten and no Sink still holds it.
 type Update struct {
