@@ -29,6 +29,10 @@ const (
 	lfcWaitTimeout  = 15 * time.Second // for a running kea-lfc to finish at stop
 )
 
+// maxUnixSocketPath is the size of sun_path on Linux, including the
+// terminating NUL byte.
+const maxUnixSocketPath = 108
+
 // dhcpServerPort is the UDP port DHCPv6 servers and relay agents listen on
 // (RFC 8415 section 7.2).
 const dhcpServerPort = 547
@@ -68,6 +72,11 @@ func StartKea(t testing.TB, topo *Topology, cfg Config) *Kea {
 	workDir, err := os.MkdirTemp("", "alqd-kea-")
 	if err != nil {
 		t.Fatalf("create the Kea work directory: %v", err)
+	}
+	if socket := filepath.Join(workDir, controlSocketName); len(socket) >= maxUnixSocketPath {
+		os.RemoveAll(workDir)
+		t.Fatalf("Kea's control socket path %s is %d bytes, longer than the %d bytes a unix socket address can hold; set TMPDIR to a shorter directory",
+			socket, len(socket), maxUnixSocketPath-1)
 	}
 	k := &Kea{
 		topo:    topo,
