@@ -1,0 +1,36 @@
+// Package server answers DHCPv6 leasequeries from the binding store: Bulk
+// Leasequery over TCP (RFC 5460, with the OPTION_LQ_START_TIME and
+// OPTION_LQ_END_TIME selection and OPTION_LQ_BASE_TIME of RFC 7653 section
+// 6.3) on gnet event loops, and Leasequery over UDP (RFC 5007), directly or
+// inside RELAY-FORW.
+//
+// # What it owns
+//
+//   - The per-connection state machine (conn.go): framing of RFC 5460
+//     section 5.1 read straight from gnet's input buffer, a queue of
+//     pipelined queries with duplicate transaction-id detection, one bulk
+//     query running at a time, and the close reasons.
+//   - Bulk queries (bulk.go, run.go): a producer goroutine per query scans
+//     the store and encodes chunks of frames that the event loop writes,
+//     with credit-based flow control on the connection's pending output.
+//   - Limits and timeouts: connections in total and per requestor, bulk
+//     queries per requestor, pipelined queries per connection, message size,
+//     idle timeout and BULK_LQ_DATA_TIMEOUT, enforced by per-loop sweeps
+//     that gnet's ticker schedules; RLIMIT_NOFILE raised at start.
+//   - Reply construction shared by every transport (request.go,
+//     selection.go, encode.go): query checks with the RFC status codes, the
+//     OPTION_CLIENT_DATA body per client and link, the per-message wrapper,
+//     the deny list of optional options.
+//   - Logging (log/slog) and Prometheus metrics (metrics.go).
+//
+// # What it never does
+//
+// It never writes to the store, never parses configuration files or flags
+// (cmd/alqd does), and never blocks an event loop on the store: every store
+// read runs on a producer goroutine or on the UDP goroutine.
+//
+// Active Leasequery (RFC 7653 ACTIVELEASEQUERY) and STARTTLS are not served
+// yet: ACTIVELEASEQUERY gets LEASEQUERY-REPLY NotSupported and the
+// connection closes (RFC 7653 section 9.2), STARTTLS gets REPLY with
+// TLSConnectionRefused (section 9.1).
+package server

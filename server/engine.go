@@ -1,0 +1,202 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// handler is the gnet event handler. Every callback but OnBoot and OnTick
+// runs on the event loop that owns the connection.
+type handler struct {
+	gnet.BuiltinEventEngine
+	srv *Server
+}
+
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := h.srv
+	err := s.boot(eng)
+	if err != nil {
+		s.runErr = err
+	} else {
+		s.log.Info("listening", "tcp", s.addr.String(), "udp", s.UDPAddr().String(),
+			"event_loops", s.cfg.EventLoops, "max_conns", s.maxConns)
+	}
+	s.markReady()
+	if err != nil {
+		return gnet.Shutdown
+	}
+	return gnet.None
+}
+
+func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	s := h.srv
+	s.metrics.accepted.Inc()
+	s.metrics.connections.Inc()
+	peer := remoteAddrPort(gc.RemoteAddr())
+	c := &conn{
+		srv:        s,
+		gc:         gc,
+		id:         s.nextID.Add(1),
+		peer:       peer,
+		lastActive: time.Now(),
+	}
+	c.log = s.log.With("conn", c.id, "peer", peer.String())
+	gc.SetContext(c)
+	total := s.conns.Add(1)
+
+	// Limits first: a connection over one is closed before it costs more.
+	switch {
+	case s.stopping.Load():
+		c.reason = CloseShutdown
+		return nil, gnet.Close
+	case total > int64(s.maxConns):
+		c.reason = CloseTooManyConnections
+		c.log.Warn("connection rejected", "reason", c.reason.String(), "limit", s.maxConns)
+		return nil, gnet.Close
+	}
+	req, ok := s.requestors.open(peer.Addr())
+	if !ok {
+		c.reason = CloseTooManyConnections
+		c.log.Warn("connection rejected", "reason", c.reason.String(), "per_requestor_limit", s.cfg.MaxConnsPerRequestor)
+		return nil, gnet.Close
+	}
+	c.requestor = req
+
+	c.allowed = s.allowed(peer.Addr())
+	c.loop = s.loopFor(gc.EventLoop())
+	c.loop.conns[c] = struct{}{}
+	if s.cfg.NotSentLowWater > 0 {
+		if err := setNotSentLowWater(gc.Fd(), s.cfg.NotSentLowWater); err != nil {
+			c.log.Warn("setting TCP_NOTSENT_LOWAT failed", "err", err)
+		}
+	}
+	c.log.Info("connection opened", "allowed", c.allowed)
+	return nil, gnet.None
+}
+
+func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, _ := gc.Context().(*conn)
+	if c == nil {
+		return gnet.None
+	}
+	c.closed(err)
+	return gnet.None
+}
+
+func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*conn)
+	if c == nil {
+		return gnet.Close
+	}
+	return c.readFrames()
+}
+
+// OnTick runs on gnet's ticker goroutine, off the loops, so it only
+// schedules work on them: the full sweep (timeouts) every sweep interval,
+// and in between a quick check of connections whose bulk query waits for
+// pending output to drain, since gnet reports no drain event. The next
+// tick is computed from a deadline because gnet schedules ticks by delay
+// and drifts.
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	s := h.srv
+	now := time.Now()
+	interval := s.sweepInterval()
+	if s.nextSweep.IsZero() {
+		s.nextSweep = now.Add(interval)
+	}
+	if !now.Before(s.nextSweep) {
+		s.visitLoops((*loop).sweep)
+		s.nextSweep = s.nextSweep.Add(interval)
+		if s.nextSweep.Before(now) {
+			s.nextSweep = now.Add(interval)
+		}
+	}
+
+	delay := s.nextSweep.Sub(now)
+	if s.drainWaiters.Load() > 0 {
+		s.visitLoops((*loop).checkDrains)
+		delay = min(delay, drainPollInterval)
+	}
+	return delay, gnet.None
+}
+
+// drainPollInterval is how often connections waiting for their pending
+// output to drain are checked: the pace of a bulk query to a requestor
+// that reads slower than the server writes.
+const drainPollInterval = 2 * time.Millisecond
+
+// sweepInterval is the period of the timeout sweep: a tenth of the
+// shortest timeout, between 5 ms and 1 s, so a timeout fires at most about
+// 10% late.
+func (s *Server) sweepInterval() time.Duration {
+	d := min(s.cfg.IdleTimeout, s.cfg.DataTimeout) / 10
+	return min(max(d, 5*time.Millisecond), time.Second)
+}
+
+func (s *Server) markReady() {
+	select {
+	case <-s.ready:
+	default:
+		close(s.ready)
+	}
+}
+
+// remoteAddrPort copies a gnet remote address into a value: gnet recycles
+// the zone string of the address after the connection closes.
+func remoteAddrPort(a net.Addr) netip.AddrPort {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ip, _ := netip.AddrFromSlice(ta.IP)
+	if ta.Zone != "" {
+		ip = ip.WithZone(strings.Clone(ta.Zone))
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(ta.Port))
+}
+
+// closeReasonFor maps the error gnet passes to OnClose for a close that
+// the server did not decide.
+func closeReasonFor(err error) CloseReason {
+	var se *os.SyscallError
+	switch {
+	case err == nil,
+		errors.Is(err, io.EOF),
+		errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE):
+		return ClosePeerClosed
+	case errors.As(err, &se) && se.Syscall == "write", errors.As(err, &se) && se.Syscall == "writev":
+		return CloseWriteError
+	}
+	return CloseReadError
+}
+
+// gnetLogger passes gnet's own messages to slog. gnet logs engine failures
+// (such as the main reactor exiting after an accept error) only here.
+type gnetLogger struct{ log *slog.Logger }
+
+func (g gnetLogger) Debugf(format string, args ...any) {
+	g.log.Debug("gnet", "detail", fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Infof(format string, args ...any) {
+	g.log.Info("gnet", "detail", fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Warnf(format string, args ...any) {
+	g.log.Warn("gnet", "detail", fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Errorf(format string, args ...any) {
+	g.log.Error("gnet", "detail", fmt.Sprintf(format, args...))
+}
+func (g gnetLogger) Fatalf(format string, args ...any) {
+	g.log.Error("gnet", "detail", fmt.Sprintf(format, args...))
+}
