@@ -363,9 +363,9 @@ func (c *churn) next() string {
 // row formats one Kea 2.2 row for client i. Every third client is an IA_PD,
 // every even one is relayed.
 func (c *churn) row(i int, valid, expire int64, preferred, state int) string {
-	address, leaseType, prefixLen, subnet := fmt.Sprintf("2001:db8:1::%x", 0x1000+i), 0, 128, 1
+	address, leaseType, prefixLen, subnet := fmt.Sprintf("2001:db8:1::%x:%x", 1+i>>16, i&0xffff), 0, 128, 1
 	if i%3 == 0 {
-		address, leaseType, prefixLen = fmt.Sprintf("2001:db8:8000:%x00::", i), 2, 56
+		address, leaseType, prefixLen = fmt.Sprintf("2001:db8:%x:%x00::", 0x8000+i>>8, i&0xff), 2, 56
 	}
 	context := ""
 	if i%2 == 0 {

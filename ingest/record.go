@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"strconv"
 	"time"
@@ -75,18 +74,23 @@ func DecodeRecord(line []byte, b *store.Binding) error {
 }
 
 // splitObject reads the members of one JSON object into raw, indexed like
-// recordFields.
+// recordFields. Every field of a record is a string or an integer, so the
+// scanner accepts only those as values: anything else is a wrong type for
+// whichever field it is. The members alias line. hot path: no allocation
+// unless a field name has escapes.
 func splitObject(line []byte, raw *[len(recordFields)]json.RawMessage) error {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+	s := jsonScanner{b: line}
+	if !s.consume('{') {
 		return &RecordError{Err: fmt.Errorf("%w: the line is not a JSON object", ErrInvalidJSON)}
 	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return &RecordError{Err: fmt.Errorf("%w: %v", ErrInvalidJSON, err)}
+	if s.consume('}') {
+		return s.end()
+	}
+	for {
+		name, ok := s.fieldName()
+		if !ok || !s.consume(':') {
+			return &RecordError{Err: fmt.Errorf("%w: expected a field name and a colon at offset %d", ErrInvalidJSON, s.pos)}
 		}
-		name, _ := tok.(string)
 		index := fieldIndex(name)
 		if index < 0 {
 			return &RecordError{Field: name, Err: fmt.Errorf("%w: unknown field", ErrUnexpectedField)}
@@ -94,17 +98,168 @@ func splitObject(line []byte, raw *[len(recordFields)]json.RawMessage) error {
 		if raw[index] != nil {
 			return &RecordError{Field: name, Err: fmt.Errorf("%w: field appears twice", ErrUnexpectedField)}
 		}
-		if err := dec.Decode(&raw[index]); err != nil {
-			return &RecordError{Field: name, Err: fmt.Errorf("%w: %v", ErrInvalidJSON, err)}
+		value, err := s.value()
+		if err != nil {
+			return &RecordError{Field: name, Err: err}
+		}
+		raw[index] = value
+		if s.consume(',') {
+			continue
+		}
+		if s.consume('}') {
+			return s.end()
+		}
+		return &RecordError{Err: fmt.Errorf("%w: expected , or } at offset %d", ErrInvalidJSON, s.pos)}
+	}
+}
+
+// jsonScanner reads the flat JSON objects of NDJSON records (RFC 8259
+// grammar for strings and numbers).
+type jsonScanner struct {
+	b   []byte
+	pos int
+}
+
+func (s *jsonScanner) skipSpace() {
+	for s.pos < len(s.b) {
+		switch s.b[s.pos] {
+		case ' ', '\t', '\r', '\n':
+			s.pos++
+		default:
+			return
 		}
 	}
-	if _, err := dec.Token(); err != nil {
-		return &RecordError{Err: fmt.Errorf("%w: %v", ErrInvalidJSON, err)}
+}
+
+// consume skips white space and then c, if c is next.
+func (s *jsonScanner) consume(c byte) bool {
+	s.skipSpace()
+	if s.pos < len(s.b) && s.b[s.pos] == c {
+		s.pos++
+		return true
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return &RecordError{Err: fmt.Errorf("%w: data after the object; each line holds one record", ErrInvalidJSON)}
+	return false
+}
+
+func (s *jsonScanner) end() error {
+	s.skipSpace()
+	if s.pos != len(s.b) {
+		return &RecordError{Err: fmt.Errorf("%w: data after the object at offset %d; each line holds one record", ErrInvalidJSON, s.pos)}
 	}
 	return nil
+}
+
+// fieldName reads a string and returns its decoded text.
+func (s *jsonScanner) fieldName() (string, bool) {
+	s.skipSpace()
+	start := s.pos
+	if !s.skipString() {
+		return "", false
+	}
+	raw := s.b[start:s.pos]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var name string
+	if json.Unmarshal(raw, &name) != nil {
+		return "", false
+	}
+	return name, true
+}
+
+// value reads a string or a number and returns its JSON text.
+func (s *jsonScanner) value() ([]byte, error) {
+	s.skipSpace()
+	start := s.pos
+	if s.pos < len(s.b) && s.b[s.pos] == '"' {
+		if !s.skipString() {
+			return nil, fmt.Errorf("%w: invalid string at offset %d", ErrInvalidJSON, start)
+		}
+		return s.b[start:s.pos], nil
+	}
+	if s.skipNumber() {
+		return s.b[start:s.pos], nil
+	}
+	if s.pos < len(s.b) && bytes.IndexByte([]byte("{[tfn"), s.b[s.pos]) >= 0 {
+		// An object, array, true, false or null: JSON, but the wrong type.
+		return nil, fmt.Errorf("%w: must be a string or an integer, found %s at offset %d", ErrInvalidValue, quote(string(s.b[start:min(len(s.b), start+8)])), start)
+	}
+	return nil, fmt.Errorf("%w: missing or invalid value at offset %d", ErrInvalidJSON, start)
+}
+
+// skipString moves past a JSON string, checking escapes and rejecting
+// control characters.
+func (s *jsonScanner) skipString() bool {
+	if s.pos >= len(s.b) || s.b[s.pos] != '"' {
+		return false
+	}
+	for i := s.pos + 1; i < len(s.b); i++ {
+		switch c := s.b[i]; {
+		case c == '"':
+			s.pos = i + 1
+			return true
+		case c < 0x20:
+			return false
+		case c == '\\':
+			i++
+			if i >= len(s.b) {
+				return false
+			}
+			switch s.b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(s.b) {
+					return false
+				}
+				for _, h := range s.b[i+1 : i+5] {
+					if hexValue[h] == 0xff {
+						return false
+					}
+				}
+				i += 4
+			default:
+				return false
+			}
+		}
+	}
+	return false
+}
+
+// skipNumber moves past a JSON number: -?int frac? exp?
+func (s *jsonScanner) skipNumber() bool {
+	i := s.pos
+	digits := func() int {
+		n := 0
+		for i < len(s.b) && s.b[i] >= '0' && s.b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(s.b) && s.b[i] == '-' {
+		i++
+	}
+	intStart := i
+	if n := digits(); n == 0 || (n > 1 && s.b[intStart] == '0') {
+		return false
+	}
+	if i < len(s.b) && s.b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s.b) && (s.b[i] == 'e' || s.b[i] == 'E') {
+		i++
+		if i < len(s.b) && (s.b[i] == '+' || s.b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	s.pos = i
+	return true
 }
 
 func fieldIndex(name string) int {
@@ -144,8 +299,15 @@ func (d *recordDecoder) text(field string) (s string, ok bool) {
 	if raw == nil || d.err != nil {
 		return "", false
 	}
-	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+	if raw[0] != '"' {
 		d.fail(field, "must be a string, not %s", quote(string(raw)))
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		d.failWith(field, fmt.Errorf("%w: %v", ErrInvalidJSON, err))
 		return "", false
 	}
 	return s, true
