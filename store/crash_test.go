@@ -148,7 +148,7 @@ type crashReport struct {
 	state State
 }
 
-// crashModel is what the parent knows to be durable.
+// crashModel holds what the children reported, all of which must be durable.
 type crashModel struct {
 	latest  map[int]crashReport // per key, the reported change with the highest seq
 	maxSeq  uint64              // highest seq reported or acknowledged

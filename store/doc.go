@@ -5,7 +5,7 @@
 // remote-id from RFC 5460), and the change history that Active Leasequery
 // catch-up reads (RFC 7653 sections 7 and 8.4: the current state of every
 // binding changed since a start time), with a floor below which trimmed
-// tombstones are missing and the server answers DataMissing.
+// tombstones are missing and the server replies with DataMissing.
 //
 // The store owns the Pebble key layout (keys.go), the binding value
 // encoding (value.go), group commit with a synced write-ahead log

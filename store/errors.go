@@ -31,9 +31,10 @@ var (
 // CorruptError reports a key or value that breaks the store's layout: a
 // value that does not decode, an index entry without its binding, a history
 // entry whose sequence number disagrees with the binding. The store returns
-// it from the call that found it and fails every later write, because going
-// on could spread the damage; restore the directory from a backup or rebuild
-// it from the lease source. Key is the Pebble key involved.
+// it from the call that found it. A write that finds it also fails every
+// later write, because going on could spread the damage. Restore the
+// directory from a backup or rebuild it from the lease source. Key is the
+// Pebble key involved.
 type CorruptError struct {
 	Key []byte
 	Err error

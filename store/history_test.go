@@ -119,9 +119,9 @@ func TestChangedSince(t *testing.T) {
 	}
 }
 
-// trimFixture builds, one second apart from testEpoch, a mix of active,
-// declined, released and expired bindings, then returns the store, its
-// clock and the address of each binding by its fate.
+// trimFixture applies 100 rounds, one second apart from testEpoch, each of
+// one IA_NA and one IA_PD binding whose state depends on the round (see the
+// switch), and returns the store and its clock.
 func trimFixture(t *testing.T, chunk int) (*Store, *fakeClock) {
 	t.Helper()
 	clock := newFakeClock()

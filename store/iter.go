@@ -15,8 +15,8 @@ import (
 // Iterator streams bindings from one view of the store: the state after one
 // synced commit, unaffected by later changes. It holds one binding at a
 // time, so its memory does not grow with the result. An Iterator is used by
-// one goroutine at a time, may run while Apply and Trim run, and must be
-// closed; it holds a Pebble snapshot until then.
+// one goroutine at a time and may run while Apply and Trim run. It holds a
+// Pebble snapshot until Close, which must be called.
 //
 // Released and expired bindings (tombstones kept for catch-up) are yielded
 // like any other; bulk queries skip them by State.
@@ -36,7 +36,7 @@ type Iterator interface {
 	Close() error
 }
 
-// scanMode says which keyspace drives a scan and how a binding is found.
+// scanMode selects the keyspace that drives a scan and how a binding is found.
 type scanMode uint8
 
 const (

@@ -29,7 +29,7 @@ import (
 // The binding keyspace doubles as the address index: IA_NA and IA_TA keys
 // are exact addresses, and IA_PD keys sort by prefix, so the IA_PD binding
 // containing an address is one point lookup per prefix length in use (the
-// 'p' counts say which lengths are in use).
+// 'p' counts record which lengths are in use).
 //
 // A missing link-address is stored as :: in index keys. The second in the
 // time index is Unix seconds with the sign bit flipped, so negative times

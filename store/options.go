@@ -28,9 +28,9 @@ type Options struct {
 	// the owner then calls Trim.
 	TrimInterval time.Duration
 
-	// MaxGroupChanges caps the changes the writer gathers from concurrent
-	// Apply calls into one group commit. One call is never split, so a
-	// larger call is committed as a group of its own. Zero means 4096.
+	// MaxGroupChanges is the number of changes after which the writer
+	// stops adding queued Apply calls to a group commit. A call is never
+	// split, so a group can exceed it by one call. Zero means 4096.
 	MaxGroupChanges int
 
 	// NoSync commits without waiting for the write-ahead log to reach the

@@ -36,8 +36,8 @@ import (
 //  4. Readers see only synced changes. Pebble makes a batch readable before
 //     its WAL sync returns, so readers never use the live database: they
 //     use the view, a Pebble snapshot that the writer takes after each
-//     synced commit. A requestor therefore never sees a change that a crash
-//     could take back.
+//     synced commit. A requestor therefore never receives a change that a
+//     crash could take back.
 //  5. Trim removes released and expired bindings whose last change is older
 //     than Retention, and records a floor (time, seq) in the same batch:
 //     history scans from at or above the floor are complete.
@@ -65,7 +65,7 @@ type Store struct {
 	failure error // first error that left the database state in doubt
 
 	// mu is held by the writer for each group commit and by Trim for each
-	// chunk; it guards the fields below, which mirror the stored ones.
+	// chunk. It guards the fields below, which mirror the stored ones.
 	mu          sync.Mutex
 	lastSeq     uint64
 	lastTime    int64 // ChangeTime of change lastSeq, Unix ns
@@ -122,8 +122,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		MemTableSize:       opts.MemTableSize,
 		Logger:             pebbleLogger{opts.Logger},
 	}
-	// New bindings cost a point read of an absent key; a bloom filter
-	// answers most of those without reading a data block.
+	// Each new binding costs a point read of an absent key, and a bloom
+	// filter rules out most of those without reading a data block.
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
@@ -291,6 +291,20 @@ func (s *Store) checkHistoryEnd() error {
 // when the key is absent.
 func (s *Store) getLatest(key []byte) ([]byte, error) { return getCopy(s.db, key) }
 
+// readLatest reads key from the live database into *dst, reusing its
+// capacity, and reports whether the key exists.
+func (s *Store) readLatest(key []byte, dst *[]byte) (bool, error) {
+	value, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: read key %x: %w", key, err)
+	}
+	*dst = append((*dst)[:0], value...)
+	return true, closer.Close()
+}
+
 // getCopy reads key from r and returns a copy of its value, or nil when
 // the key is absent.
 func getCopy(r pebble.Reader, key []byte) ([]byte, error) {
@@ -421,7 +435,7 @@ func (s *Store) LastSeq() uint64 { return s.published.Load() }
 // Floor returns the history floor: Changed(start, end) is complete when
 // start is not before t, and ChangedSince(after) when after is at least
 // seq. Below the floor, trimmed tombstones are missing, and the server
-// answers such a catch-up with DataMissing (RFC 7653 section 8.4). A store that never trimmed
+// replies to such a catch-up with DataMissing (RFC 7653 section 8.4). A store that never trimmed
 // returns the zero time and 0.
 func (s *Store) Floor() (t time.Time, seq uint64) {
 	mark := s.floor.Load()

@@ -42,7 +42,7 @@ const (
 
 	// maxFieldLen caps every byte string of a binding. It is the largest
 	// DHCPv6 option payload, and a RELAY-FORW chain travels in one UDP
-	// datagram, so real data never comes close.
+	// datagram, so real data fits.
 	maxFieldLen = 65535
 )
 

@@ -13,13 +13,15 @@ import (
 const maxReportedProblems = 100
 
 // Verify checks the invariants of the Store type comment on one view of the
-// store and returns nil or an *InconsistencyError listing what is wrong:
-// values that do not decode, bindings without their history or index
-// entries, entries without their binding or pointing at a binding whose
-// fields produce another key, history out of time order, counts that
-// disagree, and keys of unknown keyspaces. It reads every key once plus one
-// point read per entry, holding one binding at a time, and may run while the
-// writer runs. Operators run it after a crash or before a backup.
+// store. It returns nil or an *InconsistencyError that lists values that do
+// not decode, bindings without their history or index entries, and entries
+// without their binding or pointing at a binding whose fields produce
+// another key. It also lists history out of time order, counts that
+// disagree, and keys of unknown keyspaces.
+//
+// Verify reads every key once plus one point read per entry, holding one
+// binding at a time, and may run while the writer runs. Operators run it
+// after a crash or before a backup.
 func (s *Store) Verify() error {
 	v, err := s.acquireView()
 	if err != nil {

@@ -41,9 +41,9 @@ type metaPut struct {
 func (r *request) take() bool { return r.state.CompareAndSwap(requestQueued, requestTaken) }
 
 // Apply commits changes and meta as one synced group commit and returns
-// once they are durable. Each change replaces the binding with the same Key;
-// changes whose fields (all but Seq and ChangeTime, which Apply assigns)
-// equal the stored binding are skipped. Later changes of one call see the
+// once they are durable. Each change replaces the binding with the same Key.
+// A change whose fields (all but Seq and ChangeTime, which Apply assigns)
+// equal the stored binding is skipped. Later changes of one call see the
 // earlier ones, so a key may appear twice. A nil value in meta deletes that
 // key. Apply validates everything first: an invalid change or key fails
 // the call with ErrInvalidBinding and commits nothing.
@@ -164,7 +164,7 @@ func cloneInto(arena, src []byte) (clone, grown []byte) {
 // Subscribe registers fn to receive every committed change. The writer
 // calls fn after each synced group commit with that group's changes in
 // commit order, Seq and ChangeTime set, before the Apply calls return.
-// fn runs on the writer goroutine, so it must not block or call Apply; it
+// fn runs on the writer goroutine, so it must not block or call Apply. It
 // must not modify the bindings, but it may keep them and the slice.
 // Subscribers can not be removed.
 func (s *Store) Subscribe(fn func(committed []Binding)) {
@@ -293,8 +293,9 @@ func (b *writeBatch) keep(err error) {
 func (b *writeBatch) set(key, value []byte) { b.keep(b.Set(key, value, nil)) }
 func (b *writeBatch) del(key []byte)        { b.keep(b.Delete(key, nil)) }
 
-// singleDel deletes a key that was written exactly once, which history
-// keys are: their sequence number is never reused.
+// singleDel deletes a key that was written exactly once. History keys are:
+// the sequence counter is stored in the batch that uses its numbers, so no
+// number is used twice, even across a crash.
 func (b *writeBatch) singleDel(key []byte) { b.keep(b.SingleDelete(key, nil)) }
 
 func (b *writeBatch) delRange(start, end []byte) { b.keep(b.DeleteRange(start, end, nil)) }
@@ -435,11 +436,13 @@ func (s *Store) stageChange(batch *writeBatch, c *Binding, seq uint64, now int64
 		old, oldValue = p.binding, p.value
 	} else {
 		g.keyBuf = appendBindingKey(g.keyBuf[:0], &bk)
-		value, err := s.getLatest(g.keyBuf)
+		found, err := s.readLatest(g.keyBuf, &g.oldValue)
 		if err != nil {
 			return false, err
 		}
-		oldValue = value
+		if found {
+			oldValue = g.oldValue
+		}
 	}
 
 	// Encode the new state; stop when nothing but Seq and time differ.
@@ -454,7 +457,7 @@ func (s *Store) stageChange(batch *writeBatch, c *Binding, seq uint64, now int64
 	}
 	if oldValue != nil && old == nil {
 		old = &g.oldBinding
-		if err := decodeBindingRecord(appendBindingKey(nil, &bk), oldValue, old); err != nil {
+		if err := decodeBindingRecord(g.keyBuf, oldValue, old); err != nil {
 			return false, err
 		}
 	}
