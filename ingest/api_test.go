@@ -53,9 +53,9 @@ func TestDecodeRecordValid(t *testing.T) {
 			ClientID: mustHex(t, "000300010a0b0c0d0e0f"), IAID: 7, State: store.StateReleased,
 			CLTT: cltt.Add(500 * time.Millisecond),
 		}},
-		{"declined without client", `{"type":"na","address":"2001:db8::6","state":"declined","preferred_lifetime":0,"valid_lifetime":86400,"cltt":"2026-12-04T19:21:29Z"}`, store.Binding{
-			Key:   store.Key{Type: store.TypeNA, Prefix: netip.MustParsePrefix("2001:db8::6/128")},
-			State: store.StateDeclined, ValidLifetime: 86400, CLTT: cltt,
+		{"declined with Kea's empty DUID", `{"type":"na","address":"2001:db8::6","client_id":"00","state":"declined","preferred_lifetime":0,"valid_lifetime":86400,"cltt":"2026-12-04T19:21:29Z"}`, store.Binding{
+			Key:      store.Key{Type: store.TypeNA, Prefix: netip.MustParsePrefix("2001:db8::6/128")},
+			ClientID: []byte{0}, State: store.StateDeclined, ValidLifetime: 86400, CLTT: cltt,
 		}},
 		{"infinite lifetimes", `{"type":"na","address":"2001:db8::7","client_id":"000300010a0b0c0d0e0f","iaid":0,"preferred_lifetime":4294967295,"valid_lifetime":4294967295,"state":"active","cltt":"2026-12-04T19:21:29Z"}`, store.Binding{
 			Key:      store.Key{Type: store.TypeNA, Prefix: netip.MustParsePrefix("2001:db8::7/128")},
@@ -131,6 +131,8 @@ func TestDecodeRecordInvalid(t *testing.T) {
 		{"client_id missing", with("client_id", ""), "client_id", ErrMissingField},
 		{"client_id odd hex", with("client_id", `"000"`), "client_id", ErrInvalidHex},
 		{"client_id too short", with("client_id", `"0001"`), "client_id", ErrInvalidValue},
+		{"client_id too long", with("client_id", `"`+strings.Repeat("ab", 131)+`"`), "client_id", ErrInvalidValue},
+		{"cltt after 2262", with("cltt", `"2263-01-01T00:00:00Z"`), "cltt", ErrInvalidValue},
 		{"client_id null", with("client_id", `null`), "client_id", ErrInvalidValue},
 		{"iaid negative", with("iaid", `-1`), "iaid", ErrInvalidValue},
 		{"iaid string", with("iaid", `"1"`), "iaid", ErrInvalidValue},
@@ -138,6 +140,7 @@ func TestDecodeRecordInvalid(t *testing.T) {
 		{"valid over 32 bits", with("valid_lifetime", `4294967296`), "valid_lifetime", ErrInvalidValue},
 		{"valid missing", with("valid_lifetime", ""), "valid_lifetime", ErrMissingField},
 		{"preferred over valid", with("preferred_lifetime", `31`), "preferred_lifetime", ErrInvalidValue},
+		{"declined without client_id", `{"type":"na","address":"2001:db8::6","state":"declined","preferred_lifetime":0,"valid_lifetime":86400,"cltt":"2026-12-04T19:21:29Z"}`, "client_id", ErrMissingField},
 		{"state unknown", with("state", `"bound"`), "state", ErrInvalidValue},
 		{"expired with lifetime", with("state", `"expired"`), "preferred_lifetime", ErrInvalidValue},
 		{"cltt missing", with("cltt", ""), "cltt", ErrMissingField},

@@ -43,7 +43,8 @@ type Client struct {
 // maxPooledBuffer is the largest request buffer a Client keeps for reuse.
 const maxPooledBuffer = 16 << 20
 
-// ResponseError is a request the server did not answer with 200.
+// ResponseError reports a request that the server rejected with a status
+// other than 200.
 type ResponseError struct {
 	StatusCode int    // HTTP status
 	Index      int    // index in the bindings given to Send of the rejected record; -1 if none
@@ -86,10 +87,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 
 // Send commits bindings through the server and returns once the server
 // reports them durable. Each binding is encoded straight into a reused
-// request buffer; a batch larger than MaxRequestBytes goes out as several
-// requests in order, each applied all or none, and an error then says how
-// many bindings the earlier requests applied. A rejected record gives a
-// *ResponseError with its index in bindings.
+// request buffer. A batch larger than MaxRequestBytes goes out as several
+// requests in order, each applied all or none. When a later request fails,
+// the error includes how many bindings the earlier requests applied. A
+// rejected record gives a *ResponseError with its index in bindings.
 func (c *Client) Send(ctx context.Context, bindings []store.Binding) error {
 	bufp := c.getBuffer()
 	defer c.putBuffer(bufp)

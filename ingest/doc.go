@@ -16,9 +16,9 @@
 // options as a hex TLV blob, and the {"ISC":{"relay-info":[...]}} of Kea 2.4
 // and later. It reads OPTION_INTERFACE_ID (RFC 8415 section 21.18),
 // OPTION_REMOTE_ID (RFC 4649) and OPTION_RELAY_ID (RFC 5460 section 5.4.1)
-// itself and rebuilds the Relay-forward chain (RFC 8415 section 9) that
-// OPTION_LQ_RELAY_DATA (RFC 5007 section 4.1.2.4) carries, without the
-// client's message, which Kea does not store.
+// itself. It rebuilds the Relay-forward chain (RFC 8415 section 9) that
+// OPTION_LQ_RELAY_DATA (RFC 5007 section 4.1.2.4) carries. The chain lacks
+// the client's message, because Kea does not store it.
 //
 // The package never serves requestors, never decides what a change means
 // for a subscriber, and never writes to Kea's files. It logs only through

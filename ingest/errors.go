@@ -40,9 +40,9 @@ var (
 	ErrInvalidUserContext = errors.New("ingest: invalid user_context")
 
 	// ErrInvalidRelayOptions is returned for a relay's option blob that is
-	// not a valid DHCPv6 option sequence (RFC 8415 section 21.1), repeats an
-	// option that a relay sends at most once, or makes the Relay-forward
-	// chain longer than an option can carry.
+	// not a valid DHCPv6 option sequence (RFC 8415 section 21.1). It is also
+	// returned when the blob repeats an option that a relay sends at most
+	// once, or makes the Relay-forward chain longer than an option can carry.
 	ErrInvalidRelayOptions = errors.New("ingest: invalid relay options")
 
 	// ErrTooManyRelays is returned when the relay information lists more

@@ -179,10 +179,10 @@ func describe(b *store.Binding) string {
 }
 
 // keaSim writes a lease file and rotates it the way kea-dhcp6 2.2 and
-// kea-lfc do: one write per row, rename of the live file to .1 and a new
-// live file with a header, then kea-lfc's pid file, compaction of .2 and .1
-// into .output, rename to .completed, removal of .2 and .1, rename of
-// .completed to .2, and removal of the pid file.
+// kea-lfc do. Kea writes one row per write, renames the live file to .1 and
+// creates a new live file with a header. Then kea-lfc writes its pid file,
+// compacts .2 and .1 into .output and renames it to .completed. It removes
+// .2 and .1, renames .completed to .2 and removes the pid file.
 type keaSim struct {
 	t       testing.TB
 	path    string

@@ -16,19 +16,38 @@ import (
 // Applier commits binding changes durably; *store.Store implements it.
 //
 // Apply returns after the changes and meta are committed together, or not at
-// all. It must not keep the changes slice after it returns (the follower
-// reuses it); it may keep the byte slices inside the bindings, which the
-// callers of this package never write again.
+// all. It must not keep the changes slice after it returns, because the
+// follower reuses it. It may keep the byte slices inside the bindings: the
+// callers of this package never write them again.
 type Applier interface {
 	Apply(ctx context.Context, changes []store.Binding, meta map[string][]byte) (lastSeq uint64, err error)
 }
 
-// Store is what a Follower needs from the store: Apply, and Meta to read back
-// the position it stored with its last Apply. Meta returns nil, nil for an
-// absent key. *store.Store implements it.
+// Store is the part of *store.Store that a Follower uses: Apply, and Meta to
+// read back the position stored with the last Apply. Meta returns nil, nil
+// for an absent key.
 type Store interface {
 	Applier
 	Meta(key string) ([]byte, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// StoreBindings returns a FollowerConfig.ListBindings that walks all
+// bindings of s.
+func StoreBindings(s *store.Store) func(ctx context.Context, yield func(*store.Binding) bool) error {
+	return func(ctx context.Context, yield func(*store.Binding) bool) error {
+		it := s.All()
+		for it.Next() {
+			if err := ctx.Err(); err != nil {
+				return errors.Join(err, it.Close())
+			}
+			if !yield(it.Binding()) {
+				break
+			}
+		}
+		return errors.Join(it.Err(), it.Close())
+	}
 }
 
 // FollowerConfig configures a Follower. The zero value of every field but
@@ -72,10 +91,11 @@ type FollowerConfig struct {
 	SubnetLinks map[uint32]netip.Addr
 
 	// ListBindings, when set, lets the follower end bindings that Kea
-	// deleted while the follower could not see it: after every full load
-	// (no usable stored position, or the lease file was compacted while
-	// alqd was down) it calls ListBindings and stores every active or
-	// declined binding that the loaded files do not have as expired.
+	// deleted while the follower was not running. A full load happens when
+	// there is no usable stored position, for example because LFC
+	// compacted the lease file while alqd was down. After every full load,
+	// the follower calls ListBindings and stores as expired every active or
+	// declined binding that the loaded files do not have.
 	// ListBindings calls yield for each binding in the store until yield
 	// returns false; the binding is only valid during the call. Leave it nil
 	// when other sources, such as the ingest API, write to the same store:
@@ -156,9 +176,9 @@ type FollowerStats struct {
 //     as incomplete until the live file has been read to its end and, with
 //     ListBindings, reconciled. A restart during a full load starts it over.
 //
-// Restarting a full load repeats rows the store has seen. That is harmless:
-// every row is the complete state of its lease, the store skips a change
-// identical to the stored state, and the rows come in the order Kea wrote
+// Restarting a full load repeats rows the store has seen. That is harmless,
+// because every row is the complete state of its lease and the store skips a
+// change identical to the stored state. The rows come in the order Kea wrote
 // them, so the store ends at the state of the last row of each lease.
 //
 // The rejected alternative is reading leases through Kea's control socket
@@ -258,7 +278,8 @@ func (f *Follower) Stats() FollowerStats {
 // an error only when it can not start: the stored position can not be read,
 // or the lease file exists but can not be opened. Store failures are logged
 // and retried. After Run returns, the follower holds no file and calls Apply
-// no more; rows read but not yet committed are read again by the next Run.
+// no more. The next Run reads again the rows that were read but not
+// committed.
 // A Follower runs at most once at a time.
 func (f *Follower) Run(ctx context.Context) error {
 	if !f.running.CompareAndSwap(false, true) {

@@ -341,7 +341,7 @@ func complete(st *fakeStore) bool {
 }
 
 // TestFollowerMissedRotationReloads stalls the follower in Apply while Kea
-// rotates twice; ".1" then holds a file the follower never saw, and it must
+// rotates twice. Then ".1" holds a file the follower never read, so it must
 // catch up with a full load.
 func TestFollowerMissedRotationReloads(t *testing.T) {
 	k := newKeaSim(t, t.TempDir())

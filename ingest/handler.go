@@ -34,15 +34,15 @@ type HandlerConfig struct {
 	MaxRequestBytes int64
 
 	// Logger receives failed Apply calls (Error). Rejected requests are
-	// only counted and answered. Nil discards.
+	// only counted, and the client gets the reason. Nil discards.
 	Logger *slog.Logger
 }
 
 // HandlerStats is a snapshot of a Handler's counters.
 type HandlerStats struct {
-	Requests         uint64 // requests answered 200
+	Requests         uint64 // requests that got 200
 	Records          uint64 // records committed by those requests
-	RejectedRequests uint64 // requests answered 4xx
+	RejectedRequests uint64 // requests that got a 4xx status
 	FailedRequests   uint64 // requests whose Apply failed (503)
 }
 
@@ -140,6 +140,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// Act: one Apply, durable when it returns.
 	seq, err := h.apply.Apply(r.Context(), bindings, nil)
+	if errors.Is(err, store.ErrInvalidBinding) {
+		h.reject(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+		return
+	}
 	if err != nil {
 		h.failed.Add(1)
 		h.log.Error("ingest request not applied", "error", err, "records", len(bindings), "remote", r.RemoteAddr)

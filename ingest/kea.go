@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -95,6 +96,10 @@ type columns struct {
 // requiredColumns are the columns of memfile schema 1.0, the oldest Kea 6
 // lease file, which every later schema keeps.
 var requiredColumns = [...]string{"address", "duid", "valid_lifetime", "expire", "subnet_id", "pref_lifetime", "lease_type", "iaid", "prefix_len"}
+
+// maxCLTT is the latest CLTT in Unix seconds that time.Time.UnixNano, and so
+// the store, can represent (April 2262).
+const maxCLTT = math.MaxInt64 / 1_000_000_000
 
 // arenaChunk is the size of the blocks the parser copies binding bytes into.
 const arenaChunk = 32 << 10
@@ -260,8 +265,8 @@ func (p *Parser) ParseRow(line string, row *Row) error {
 			return columnError("state", err)
 		}
 	}
-	if expire < valid {
-		return columnError("expire", fmt.Errorf("%w: expire %d is before valid_lifetime %d past the epoch", ErrInvalidNumber, expire, valid))
+	if expire < valid || expire-valid > maxCLTT {
+		return columnError("expire", fmt.Errorf("%w: expire %d minus valid_lifetime %d is not a time from 1970 to 2262", ErrInvalidNumber, expire, valid))
 	}
 	row.SubnetID = uint32(subnetID)
 	b.IAID = uint32(iaid)
@@ -273,13 +278,17 @@ func (p *Parser) ParseRow(line string, row *Row) error {
 		b.PreferredLifetime, b.ValidLifetime = uint32(preferred), uint32(valid)
 	}
 
-	// Client DUID. Kea's empty DUID "00" is only valid on declined leases.
-	if duid := fields[c.duid]; duid == "00" {
-		if state != keaStateDeclined {
-			return columnError("duid", ErrEmptyDUID)
-		}
-	} else if b.ClientID, err = p.keepHex(duid); err != nil {
+	// Client DUID. Kea's empty DUID "00" is only valid on declined leases;
+	// the binding keeps it as the one byte 0, so that it still has a client
+	// identifier to be stored and queried by.
+	if duid := fields[c.duid]; duid == "00" && state != keaStateDeclined {
+		return columnError("duid", ErrEmptyDUID)
+	}
+	if b.ClientID, err = p.keepHex(fields[c.duid]); err != nil {
 		return columnError("duid", err)
+	}
+	if len(b.ClientID) == 0 || len(b.ClientID) > maxDUIDLen {
+		return columnError("duid", fmt.Errorf("%w: DUID of %d bytes, want 1 to %d", ErrInvalidHex, len(b.ClientID), maxDUIDLen))
 	}
 
 	// Relay information, or the configured link of a direct client.

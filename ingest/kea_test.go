@@ -237,8 +237,8 @@ func TestParseRowDecline(t *testing.T) {
 	if row.Kind != RowDecline || row.Binding.State != store.StateDeclined {
 		t.Errorf("kind %v state %v, want decline, declined", row.Kind, row.Binding.State)
 	}
-	if row.Binding.ClientID != nil {
-		t.Errorf("ClientID = %x, want none for the empty DUID", row.Binding.ClientID)
+	if !bytes.Equal(row.Binding.ClientID, []byte{0}) {
+		t.Errorf("ClientID = %x, want 00, Kea's empty DUID", row.Binding.ClientID)
 	}
 	if row.Binding.ValidLifetime != 86400 {
 		t.Errorf("ValidLifetime = %d, want the probation period 86400", row.Binding.ValidLifetime)
@@ -374,6 +374,8 @@ func TestParseRowMalformed(t *testing.T) {
 		{"expire not a number", replace(colExpire, "soon"), "expire", ErrInvalidNumber},
 		{"expire before valid", replace(colExpire, "10"), "expire", ErrInvalidNumber},
 		{"expire huge", replace(colExpire, "99999999999999999999"), "expire", ErrInvalidNumber},
+		{"CLTT after 2262", replace(colExpire, "9300000000"), "expire", ErrInvalidNumber},
+		{"DUID over 130 bytes", replace(colDUID, strings.Repeat("ab", 131)), "duid", ErrInvalidHex},
 		{"iaid over 32 bits", replace(colIAID, "4294967296"), "iaid", ErrInvalidNumber},
 		{"subnet_id hex", replace(colSubnet, "0x1"), "subnet_id", ErrInvalidNumber},
 		{"lease_type 3", replace(colType, "3"), "lease_type", ErrInvalidNumber},

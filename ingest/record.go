@@ -436,12 +436,16 @@ func (d *recordDecoder) decodeClient() {
 	}
 	d.b.State = state
 
-	// A declined address has no client: Kea clears the DUID on Decline.
-	if state != store.StateDeclined {
-		d.require(fieldClientID)
+	// A declined address has no real client: Kea writes the empty DUID
+	// "00" on Decline, which is shorter than any DUID (RFC 8415 section 11.1).
+	d.require(fieldClientID)
+	minLen := minDUIDLen
+	if state == store.StateDeclined {
+		minLen = 1
+	} else {
 		d.require(fieldIAID)
 	}
-	d.b.ClientID = d.hexBytes(fieldClientID, minDUIDLen, maxDUIDLen)
+	d.b.ClientID = d.hexBytes(fieldClientID, minLen, maxDUIDLen)
 	d.b.IAID, _ = d.number(fieldIAID)
 
 	if !d.require(fieldCLTT) {
@@ -451,6 +455,10 @@ func (d *recordDecoder) decodeClient() {
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
 			d.fail(fieldCLTT, "%s is not an RFC 3339 time such as 2026-12-04T19:25:00Z", quote(s))
+			return
+		}
+		if !time.Unix(0, t.UnixNano()).Equal(t) {
+			d.fail(fieldCLTT, "%s is outside the years 1678 to 2262", quote(s))
 			return
 		}
 		d.b.CLTT = t.UTC()

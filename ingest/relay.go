@@ -273,6 +273,10 @@ func relayChainLen(relays []relayInfo, i int) (int, error) {
 		}
 		n += relayHeaderLen + len(relays[j].options)
 	}
+	// OPTION_LQ_RELAY_DATA carries a peer-address and the whole chain.
+	if n > maxOptionLen-16 {
+		return 0, fmt.Errorf("%w: Relay-forward chain of %d bytes, more than OPTION_LQ_RELAY_DATA can carry", ErrInvalidRelayOptions, n)
+	}
 	return n, nil
 }
 

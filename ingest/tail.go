@@ -212,33 +212,54 @@ func (f *Follower) flush(ctx context.Context, t *tail) error {
 	}
 
 	f.meta[f.cfg.PositionKey] = pos.appendTo(make([]byte, 0, positionLen))
-	for {
-		_, err := f.st.Apply(ctx, f.batch, f.meta)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		f.applyErrors.Add(1)
-		f.log.Error("store apply failed, retrying", "error", err, "changes", len(f.batch), "retry_in", f.cfg.RetryInterval)
-		if !sleep(ctx, f.cfg.RetryInterval) {
-			return ctx.Err()
-		}
+	if err := f.apply(ctx, t, f.batch, f.meta); err != nil {
+		return err
 	}
-
-	f.changesApplied.Add(uint64(len(f.batch)))
 	f.committed = pos
 	clear(f.batch)
 	f.batch = f.batch[:0]
 	return nil
 }
 
+// apply commits changes with meta, retrying after store failures. A store
+// that rejects a change as invalid would reject it forever, so the batch is
+// then applied one change at a time, and the changes the store rejects are
+// counted and logged as malformed rows.
+func (f *Follower) apply(ctx context.Context, t *tail, changes []store.Binding, meta map[string][]byte) error {
+	for {
+		_, err := f.st.Apply(ctx, changes, meta)
+		switch {
+		case err == nil:
+			f.changesApplied.Add(uint64(len(changes)))
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, store.ErrClosed):
+			return err
+		case errors.Is(err, store.ErrInvalidBinding) && len(changes) > 1:
+			for i := range changes {
+				if err := f.apply(ctx, t, changes[i:i+1], nil); err != nil {
+					return err
+				}
+			}
+			return f.apply(ctx, t, nil, meta)
+		case errors.Is(err, store.ErrInvalidBinding):
+			f.reportMalformed(t, 0, &RowError{Err: err}) // the row is not known here; the error names the binding
+			return f.apply(ctx, t, nil, meta)
+		}
+		f.applyErrors.Add(1)
+		f.log.Error("store apply failed, retrying", "error", err, "changes", len(changes), "retry_in", f.cfg.RetryInterval)
+		if !sleep(ctx, f.cfg.RetryInterval) {
+			return ctx.Err()
+		}
+	}
+}
+
 // checkRotation compares the inode at the lease file's path with the one
 // being read. When Kea rotated the file, it drains the old descriptor (Kea
 // closed it before the rename) and returns the new file. When ".1" holds a
-// third file, Kea rotated more than once since the last check, and the
-// follower can only catch up with a full load; reload is then true.
+// third file, Kea rotated more than once since the last check. The follower
+// can then only catch up with a full load, and reload is true.
 //
 // NOTE: if the follower is stalled (for example by a blocked Apply) for two
 // LFC intervals and both cleanups finish meanwhile, ".1" is gone and the
@@ -462,8 +483,9 @@ func (f *Follower) fileSetIDs() [4]uint64 {
 }
 
 // lfcRunning reports whether kea-lfc runs: its pid file exists and names a
-// live process. A pid file left by a kea-lfc that died does not count, as
-// Kea itself ignores it; a pid file being written (no number yet) does.
+// live process. A pid file left by a kea-lfc that died does not count,
+// because Kea itself ignores it. A pid file being written (no number yet)
+// counts.
 func (f *Follower) lfcRunning() bool {
 	raw, err := os.ReadFile(f.cfg.Path + ".pid")
 	if errors.Is(err, fs.ErrNotExist) {
