@@ -200,7 +200,9 @@ func (p *Parser) ResetHeader() { p.header = false }
 
 // ParseRow parses one row (without its newline) into row. On error it
 // returns a *RowError naming the column and leaves row in an unspecified
-// state. Assignments come back as RowAssign.
+// state. Assignments come back as RowAssign. hot path: no allocation for a
+// direct row or a repeated user_context, apart from a new byte block every
+// 32 KiB of binding bytes.
 func (p *Parser) ParseRow(line string, row *Row) error {
 	if !p.header {
 		return &RowError{Err: ErrNoHeader}
