@@ -1,6 +1,7 @@
 package requestor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -123,12 +124,12 @@ func (c *Conn) activeMessage(st *activeState, m *message, evs []Event) ([]Event,
 		case m.status == codec.StatusDataMissing:
 			// Not a failure: catch-up is over and live updates follow
 			// (section 8.4.1).
-			return c.dataMissing(st, m, evs)
+			return c.dataMissing(st, m, append(evs, Accepted{MessageInfo: m.info, ServerID: bytes.Clone(m.serverID)}))
 		default:
 			evs = append(evs, doneEvent(m, st.bindings))
 			return evs, &codec.StatusError{Code: m.status, Msg: m.statusMessage}
 		}
-		return c.activeBindings(st, m, evs)
+		return c.activeBindings(st, m, append(evs, Accepted{MessageInfo: m.info, ServerID: bytes.Clone(m.serverID)}))
 
 	case codec.MsgLeasequeryData:
 		if !st.replied {

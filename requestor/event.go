@@ -8,7 +8,7 @@ import (
 	"github.com/alqd/alqd/codec"
 )
 
-// Event is one thing a query reports: Binding, CatchUpComplete,
+// Event is one thing a query reports: Binding, Accepted, CatchUpComplete,
 // DataMissing, Keepalive or Done from a server message, and Connected,
 // Disconnected, RecoveryStarted and RecoveryDone from a Watcher. Use a type
 // switch on the value types. Events own their memory.
@@ -183,6 +183,17 @@ func (b Binding) Info() MessageInfo { return b.MessageInfo }
 
 // Ended reports whether the binding is no longer valid.
 func (b Binding) Ended() bool { return b.State == StateEnded }
+
+// Accepted reports the LEASEQUERY-REPLY that accepted an active query.
+// Bindings in the same message follow it as their own events. Its
+// base-time is the first one of the connection.
+type Accepted struct {
+	MessageInfo
+	ServerID []byte // the server's DUID from OPTION_SERVERID, or nil
+}
+
+// Info returns the message the event came from.
+func (e Accepted) Info() MessageInfo { return e.MessageInfo }
 
 // CatchUpComplete reports the LEASEQUERY-DATA with status CatchUpComplete:
 // every change since the start time has been sent (RFC 7653 section 8.4.1).

@@ -238,9 +238,13 @@ func TestActiveVectorStream(t *testing.T) {
 	}
 
 	events := rec.all()
-	if len(events) != 5 {
-		t.Fatalf("got %d events, want 5: %v", len(events), events)
+	if len(events) != 6 {
+		t.Fatalf("got %d events, want 6: %v", len(events), events)
 	}
+	if a, ok := events[0].(requestor.Accepted); !ok || a.BaseTime != 820540800 || !bytes.Equal(a.ServerID, requestortest.ServerDUID) {
+		t.Errorf("event 0 = %#v, want Accepted at base-time 820540800", events[0])
+	}
+	events = events[1:]
 	b0, ok0 := events[0].(requestor.Binding)
 	b1, ok1 := events[1].(requestor.Binding)
 	if !ok0 || !ok1 {
@@ -373,9 +377,13 @@ func TestActiveVectorDataMissing(t *testing.T) {
 		t.Fatalf("error = %v, want ErrConnectionLost", err)
 	}
 	events := rec.all()
-	if len(events) != 2 {
-		t.Fatalf("got %d events, want DataMissing and a Binding", len(events))
+	if len(events) != 3 {
+		t.Fatalf("got %d events, want Accepted, DataMissing and a Binding", len(events))
 	}
+	if _, ok := events[0].(requestor.Accepted); !ok {
+		t.Errorf("event 0 = %T, want Accepted", events[0])
+	}
+	events = events[1:]
 	dm, ok := events[0].(requestor.DataMissing)
 	if !ok || dm.StartTime != 817948800 || dm.BaseTime != 820540800 || dm.StatusMessage != "history starts later" {
 		t.Errorf("event 0 = %#v, want DataMissing from 817948800 to 820540800", events[0])

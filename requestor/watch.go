@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -298,7 +299,8 @@ func (r *watchRun) startActive() {
 		conn, err := dial(ctx, r.w.cfg, r.w.skew)
 		if err == nil {
 			err = conn.active(ctx, q, SourceActive, func(evs []Event) error {
-				if !r.send(ctx, report{kind: reportEvents, source: SourceActive, seq: seq, evs: evs}) {
+				// The connection reuses evs for its next message.
+				if !r.send(ctx, report{kind: reportEvents, source: SourceActive, seq: seq, evs: slices.Clone(evs)}) {
 					return ctx.Err()
 				}
 				return nil
@@ -360,7 +362,7 @@ func (r *watchRun) startBulk(source Source) error {
 		conn, err := dial(ctx, r.w.cfg, r.w.skew)
 		if err == nil {
 			err = conn.bulk(ctx, queries, source, func(evs []Event) error {
-				if !r.send(ctx, report{kind: reportEvents, source: source, seq: seq, evs: evs}) {
+				if !r.send(ctx, report{kind: reportEvents, source: source, seq: seq, evs: slices.Clone(evs)}) {
 					return ctx.Err()
 				}
 				return nil

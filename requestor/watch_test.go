@@ -1,0 +1,537 @@
+package requestor_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alqd/alqd/codec"
+	"github.com/alqd/alqd/requestor"
+	"github.com/alqd/alqd/requestor/requestortest"
+)
+
+// errStop ends a Watcher.Run from its callback.
+var errStop = errors.New("test done")
+
+// watchServer runs scripts per connection: activeScript for connections
+// that open with ACTIVELEASEQUERY, bulkScript for LEASEQUERY, each with
+// the 1-based count of such connections.
+type watchServer struct {
+	*requestortest.Server
+	mu     sync.Mutex
+	active []requestortest.Received // first message of each active connection
+	bulk   []requestortest.Received
+}
+
+func newWatchServer(t *testing.T,
+	activeScript func(n int, c *requestortest.Conn, xid uint32),
+	bulkScript func(n int, c *requestortest.Conn, q requestortest.Received)) *watchServer {
+	ws := &watchServer{}
+	ws.Server = requestortest.NewServer(t, func(c *requestortest.Conn) {
+		r, err := c.ReadMessage()
+		if err != nil || r.Err != nil {
+			return
+		}
+		ws.mu.Lock()
+		switch r.Msg.Type {
+		case codec.MsgActiveLeasequery:
+			ws.active = append(ws.active, r)
+			n := len(ws.active)
+			ws.mu.Unlock()
+			activeScript(n, c, r.Msg.TransactionID)
+		case codec.MsgLeasequery:
+			ws.bulk = append(ws.bulk, r)
+			n := len(ws.bulk)
+			ws.mu.Unlock()
+			if bulkScript == nil {
+				t.Errorf("unexpected bulk query")
+				return
+			}
+			bulkScript(n, c, r)
+		default:
+			ws.mu.Unlock()
+			t.Errorf("connection opened with %s", r.Msg.Type)
+		}
+	})
+	return ws
+}
+
+// activeStarts returns the OPTION_LQ_START_TIME of each active connection,
+// -1 where there was none.
+func (ws *watchServer) activeStarts() []int64 {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	var out []int64
+	for _, r := range ws.active {
+		if v, ok := startTime(r); ok {
+			out = append(out, int64(v))
+		} else {
+			out = append(out, -1)
+		}
+	}
+	return out
+}
+
+// stamped is an event with the checkpoint in force while it was delivered.
+type stamped struct {
+	ev         requestor.Event
+	checkpoint requestor.Checkpoint
+}
+
+// watch runs a Watcher and returns its events with checkpoints and the
+// error Run returned. until, when not nil, ends the run when it returns
+// true for an event.
+func watch(t *testing.T, cfg requestor.Config, req requestor.WatchRequest, until func(requestor.Event) bool) (*requestor.Watcher, []stamped, error) {
+	t.Helper()
+	w, err := requestor.NewWatcher(cfg, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []stamped
+	err = w.Run(testContext(t), func(ev requestor.Event) error {
+		got = append(got, stamped{ev, w.Checkpoint()})
+		if until != nil && until(ev) {
+			return errStop
+		}
+		return nil
+	})
+	return w, got, err
+}
+
+func notAllowed(c *requestortest.Conn, xid uint32) {
+	c.Send(msg(codec.MsgLeasequeryReply, xid, optStatus(codec.StatusNotAllowed, "stop here")))
+}
+
+// checkpointAt returns the checkpoint in force at the first event matching
+// pred, failing the test if there is none.
+func checkpointAt(t *testing.T, got []stamped, what string, pred func(requestor.Event) bool) requestor.Checkpoint {
+	t.Helper()
+	for _, s := range got {
+		if pred(s.ev) {
+			return s.checkpoint
+		}
+	}
+	t.Fatalf("no %s event", what)
+	return requestor.Checkpoint{}
+}
+
+func TestWatcherBaseTimeOnlyAfterCatchUp(t *testing.T) {
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		switch n {
+		case 1: // catch-up, then the connection drops before CatchUpComplete
+			c.Send(msg(codec.MsgLeasequeryReply, x, optBase(2000), binding(client1, "2001:db8:1::1", 5, 100, 200)),
+				msg(codec.MsgLeasequeryData, x, optBase(2001), binding(client2, "2001:db8:1::2", 5, 100, 200)))
+		case 2: // catch-up completes, then a keepalive
+			c.Send(msg(codec.MsgLeasequeryReply, x, optBase(2010)),
+				msg(codec.MsgLeasequeryData, x, optBase(2011), binding(client2, "2001:db8:1::2", 5, 100, 200)),
+				msg(codec.MsgLeasequeryData, x, optStatus(codec.StatusCatchUpComplete, ""), optBase(2012)),
+				msg(codec.MsgLeasequeryData, x, optBase(2070)))
+		default:
+			notAllowed(c, x)
+		}
+	}, nil)
+	w, got, err := watch(t, testConfig(ws.Addr()), requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: 1000, Valid: true}}, nil)
+	if code, _ := requestor.StatusCode(err); code != codec.StatusNotAllowed {
+		t.Fatalf("Run error = %v, want the NotAllowed that ends the test", err)
+	}
+
+	// The first connection never completed catch-up, so the second resumes
+	// from the same start time; the third from the last keepalive.
+	if starts := ws.activeStarts(); len(starts) != 3 || starts[0] != 1000 || starts[1] != 1000 || starts[2] != 2070 {
+		t.Errorf("start times sent = %v, want [1000 1000 2070]", starts)
+	}
+	for _, s := range got {
+		if b, ok := s.ev.(requestor.Binding); ok && s.checkpoint.StartTime != 1000 {
+			t.Errorf("checkpoint moved to %d during catch-up (binding at base-time %d)", s.checkpoint.StartTime, b.BaseTime)
+		}
+	}
+	if c := checkpointAt(t, got, "CatchUpComplete", func(ev requestor.Event) bool { _, ok := ev.(requestor.CatchUpComplete); return ok }); c.StartTime != 2012 {
+		t.Errorf("checkpoint at CatchUpComplete = %d, want its base-time 2012", c.StartTime)
+	}
+	if c := checkpointAt(t, got, "keepalive", func(ev requestor.Event) bool { _, ok := ev.(requestor.Keepalive); return ok }); c.StartTime != 2070 {
+		t.Errorf("checkpoint at the keepalive = %d, want 2070", c.StartTime)
+	}
+	if c := w.Checkpoint(); !c.Valid || c.StartTime != 2070 {
+		t.Errorf("final checkpoint = %+v, want 2070", c)
+	}
+}
+
+func TestWatcherLiveOnlyTracksFromFirstMessage(t *testing.T) {
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		if n == 1 {
+			c.Send(msg(codec.MsgLeasequeryReply, x, optBase(300)), msg(codec.MsgLeasequeryData, x, optBase(301), binding(client1, "2001:db8:1::1", 0, 1, 2)))
+			return
+		}
+		notAllowed(c, x)
+	}, nil)
+	w, _, _ := watch(t, testConfig(ws.Addr()), requestor.WatchRequest{}, nil)
+	if starts := ws.activeStarts(); len(starts) != 2 || starts[0] != -1 || starts[1] != 301 {
+		t.Errorf("start times sent = %v, want [none 301]", starts)
+	}
+	if c := w.Checkpoint(); c.StartTime != 301 {
+		t.Errorf("checkpoint = %+v, want 301", c)
+	}
+}
+
+// TestWatcherDataMissingRecovery checks that DataMissing starts a bulk
+// query for the missing interval on a second connection while the active
+// connection keeps delivering, and that the checkpoint waits for it.
+func TestWatcherDataMissingRecovery(t *testing.T) {
+	// Each step waits for the previous one, the requestor's delivery of the
+	// live binding included, because events of two connections may arrive
+	// in either order.
+	bulkStarted, liveSeen, recovered := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		if n > 1 {
+			notAllowed(c, x)
+			return
+		}
+		c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, "history starts later"), optBase(5000)))
+		<-bulkStarted
+		c.Send(msg(codec.MsgLeasequeryData, x, optBase(5001), binding(client1, "2001:db8:1::1", 0, 100, 200)))
+		<-recovered
+		c.Send(msg(codec.MsgLeasequeryData, x, optBase(5060)))
+		c.WaitClosed(5 * time.Second)
+	}, func(n int, c *requestortest.Conn, q requestortest.Received) {
+		if s, ok := startTime(q); !ok || s != 100 {
+			t.Errorf("recovery start time = %d (present %v), want 100", s, ok)
+		}
+		if e, ok := endTime(q); !ok || e != 5000 {
+			t.Errorf("recovery end time = %d (present %v), want 5000", e, ok)
+		}
+		close(bulkStarted)
+		<-liveSeen
+		x := q.Msg.TransactionID
+		c.Send(msg(codec.MsgLeasequeryReply, x, optBase(5002), binding(client2, "2001:db8:1::2", 50, 100, 200)),
+			msg(codec.MsgLeasequeryDone, x, optBase(5002)))
+		c.WaitClosed(5 * time.Second)
+	})
+	req := requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: 100, Valid: true}, Recovery: []requestor.Query{linkQuery}}
+	_, got, err := watch(t, testConfig(ws.Addr()), req, func(ev requestor.Event) bool {
+		if b, ok := ev.(requestor.Binding); ok && b.Source == requestor.SourceActive {
+			close(liveSeen)
+		}
+		if _, ok := ev.(requestor.RecoveryDone); ok {
+			close(recovered)
+		}
+		k, ok := ev.(requestor.Keepalive)
+		return ok && k.BaseTime == 5060
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("Run error = %v", err)
+	}
+
+	var order []string
+	for _, s := range got {
+		switch e := s.ev.(type) {
+		case requestor.DataMissing:
+			if !e.Recovery {
+				t.Error("DataMissing event says no recovery runs")
+			}
+			order = append(order, "missing")
+		case requestor.RecoveryStarted:
+			if !e.HasStartTime || e.StartTime != 100 || !e.HasEndTime || e.EndTime != 5000 {
+				t.Errorf("RecoveryStarted = %+v, want 100 to 5000", e)
+			}
+			order = append(order, "recovery")
+		case requestor.Binding:
+			order = append(order, e.Source.String())
+			if s.checkpoint.StartTime != 100 {
+				t.Errorf("checkpoint = %d while the recovery runs, want 100", s.checkpoint.StartTime)
+			}
+		case requestor.RecoveryDone:
+			if e.Err != nil || e.Bindings != 1 {
+				t.Errorf("RecoveryDone = %+v, want success with 1 binding", e)
+			}
+			if s.checkpoint.StartTime != 5001 {
+				t.Errorf("checkpoint after recovery = %d, want the highest live base-time 5001", s.checkpoint.StartTime)
+			}
+			order = append(order, "recovered")
+		case requestor.Keepalive:
+			if s.checkpoint.StartTime != 5060 {
+				t.Errorf("checkpoint at the keepalive = %d, want 5060", s.checkpoint.StartTime)
+			}
+		}
+	}
+	want := []string{"missing", "recovery", "active", "recovery", "recovered"}
+	if len(order) != len(want) {
+		t.Fatalf("events = %v, want %v", order, want)
+	}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("events = %v, want %v", order, want)
+		}
+	}
+	if n := len(ws.Accepts()); n != 2 {
+		t.Errorf("server accepted %d connections, want the active and one recovery", n)
+	}
+}
+
+func TestWatcherDataMissingWithoutRecoveryQuery(t *testing.T) {
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, ""), optBase(5000)))
+		c.WaitClosed(5 * time.Second)
+	}, nil)
+	req := requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: 100, Valid: true}}
+	_, got, _ := watch(t, testConfig(ws.Addr()), req, func(ev requestor.Event) bool { _, ok := ev.(requestor.DataMissing); return ok })
+	dm := got[len(got)-1]
+	if e := dm.ev.(requestor.DataMissing); e.Recovery {
+		t.Error("DataMissing says a recovery runs, but there is no query for one")
+	}
+	if dm.checkpoint.StartTime != 5000 {
+		t.Errorf("checkpoint = %d, want 5000: the gap is accepted", dm.checkpoint.StartTime)
+	}
+}
+
+// TestWatcherRecoveryRetried fails the first recovery bulk; the second,
+// RetryInterval later, succeeds.
+func TestWatcherRecoveryRetried(t *testing.T) {
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, ""), optBase(900)))
+		c.WaitClosed(5 * time.Second)
+	}, func(n int, c *requestortest.Conn, q requestortest.Received) {
+		if n == 1 {
+			return // closes without an answer
+		}
+		c.Send(msg(codec.MsgLeasequeryReply, q.Msg.TransactionID))
+	})
+	req := requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: 10, Valid: true}, Recovery: []requestor.Query{linkQuery}}
+	cfg := testConfig(ws.Addr())
+	cfg.RetryInterval = 100 * time.Millisecond
+	_, got, _ := watch(t, cfg, req, func(ev requestor.Event) bool {
+		d, ok := ev.(requestor.RecoveryDone)
+		return ok && d.Err == nil
+	})
+	var results []error
+	for _, s := range got {
+		if d, ok := s.ev.(requestor.RecoveryDone); ok {
+			results = append(results, d.Err)
+		}
+	}
+	if len(results) != 2 || !errors.Is(results[0], requestor.ErrConnectionLost) || results[1] != nil {
+		t.Fatalf("recovery results = %v, want a lost connection, then success", results)
+	}
+	if last := got[len(got)-1]; last.checkpoint.StartTime != 900 {
+		t.Errorf("checkpoint after the recovery = %d, want 900", last.checkpoint.StartTime)
+	}
+	accepts := ws.Accepts()
+	if gap := accepts[2].Sub(accepts[1]); gap < 80*time.Millisecond {
+		t.Errorf("second recovery attempt came %v after the first, want at least the 100 ms retry interval", gap)
+	}
+}
+
+func TestWatcherRetrySpacing(t *testing.T) {
+	ws := newWatchServer(t, func(int, *requestortest.Conn, uint32) {}, nil) // close at once
+	cfg := testConfig(ws.Addr())
+	cfg.RetryInterval = 150 * time.Millisecond
+	_, got, err := watch(t, cfg, requestor.WatchRequest{MaxAttempts: 4}, nil)
+	if !errors.Is(err, requestor.ErrConnectionLost) {
+		t.Fatalf("Run error = %v, want the ErrConnectionLost of the last attempt", err)
+	}
+	accepts := ws.Accepts()
+	if len(accepts) != 4 {
+		t.Fatalf("server accepted %d connections, want MaxAttempts = 4", len(accepts))
+	}
+	for i := 1; i < len(accepts); i++ {
+		// Connection setup time varies a little between attempts.
+		if gap := accepts[i].Sub(accepts[i-1]); gap < 130*time.Millisecond {
+			t.Errorf("attempt %d came %v after the previous one, want at least the 150 ms retry interval", i+1, gap)
+		}
+	}
+	var disconnects int
+	for _, s := range got {
+		if d, ok := s.ev.(requestor.Disconnected); ok {
+			disconnects++
+			if disconnects < 4 && d.RetryAt.IsZero() {
+				t.Errorf("Disconnected %d has no retry time", disconnects)
+			}
+			if disconnects == 4 && !d.RetryAt.IsZero() {
+				t.Error("the last Disconnected announces a retry")
+			}
+		}
+	}
+	if disconnects != 4 {
+		t.Errorf("got %d Disconnected events, want 4", disconnects)
+	}
+}
+
+func TestWatcherReceiveTimeoutReconnects(t *testing.T) {
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		if n == 1 {
+			c.Send(msg(codec.MsgLeasequeryReply, x, optBase(50)))
+			c.WaitClosed(5 * time.Second) // then silence
+			return
+		}
+		notAllowed(c, x)
+	}, nil)
+	cfg := testConfig(ws.Addr())
+	cfg.ReceiveTimeout = 100 * time.Millisecond
+	_, got, _ := watch(t, cfg, requestor.WatchRequest{}, nil)
+	var first *requestor.Disconnected
+	for _, s := range got {
+		if d, ok := s.ev.(requestor.Disconnected); ok {
+			first = &d
+			break
+		}
+	}
+	if first == nil || !errors.Is(first.Err, requestor.ErrReceiveTimeout) {
+		t.Fatalf("first disconnect = %+v, want ErrReceiveTimeout", first)
+	}
+	if starts := ws.activeStarts(); len(starts) != 2 || starts[1] != 50 {
+		t.Errorf("start times sent = %v, want a reconnect from 50", starts)
+	}
+}
+
+func TestWatcherQueryTerminatedRetries(t *testing.T) {
+	stream := vector(t, "stream_act_s2c")
+	frames, _ := requestortest.Frames(stream)
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		if n > 1 {
+			notAllowed(c, x)
+			return
+		}
+		for _, f := range frames {
+			c.Send(requestortest.WithXID(f, x))
+		}
+	}, nil)
+	req := requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: 820537200, Valid: true}}
+	_, _, err := watch(t, testConfig(ws.Addr()), req, nil)
+	if code, _ := requestor.StatusCode(err); code != codec.StatusNotAllowed {
+		t.Fatalf("Run error = %v, want the NotAllowed of the second connection", err)
+	}
+	// The QueryTerminated DONE of the recording carries base-time 820540862,
+	// received after catch-up completed.
+	if starts := ws.activeStarts(); len(starts) != 2 || starts[1] != 820540862 {
+		t.Errorf("start times sent = %v, want a reconnect from 820540862", starts)
+	}
+}
+
+func TestWatcherPermanentErrorStops(t *testing.T) {
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) { notAllowed(c, x) }, nil)
+	_, got, err := watch(t, testConfig(ws.Addr()), requestor.WatchRequest{}, nil)
+	if code, _ := requestor.StatusCode(err); code != codec.StatusNotAllowed {
+		t.Fatalf("Run error = %v, want NotAllowed", err)
+	}
+	if n := len(ws.Accepts()); n != 1 {
+		t.Errorf("server accepted %d connections, want 1: NotAllowed is not retried", n)
+	}
+	if d, ok := got[len(got)-1].ev.(requestor.Disconnected); !ok || !d.RetryAt.IsZero() {
+		t.Errorf("last event = %#v, want a Disconnected without retry", got[len(got)-1].ev)
+	}
+}
+
+func TestWatcherInitialBulk(t *testing.T) {
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		notAllowed(c, x)
+	}, func(n int, c *requestortest.Conn, q requestortest.Received) {
+		if _, ok := startTime(q); ok {
+			t.Error("initial bulk carries a start time")
+		}
+		x := q.Msg.TransactionID
+		c.Send(msg(codec.MsgLeasequeryReply, x, optBase(7000), binding(client1, "2001:db8:1::1", 5, 100, 200)),
+			msg(codec.MsgLeasequeryData, x, optBase(7002), binding(client2, "2001:db8:1::2", 5, 100, 200)),
+			msg(codec.MsgLeasequeryDone, x, optBase(7003)))
+		c.WaitClosed(5 * time.Second)
+	})
+	req := requestor.WatchRequest{Initial: requestor.InitialBulk, Recovery: []requestor.Query{linkQuery}}
+	_, got, _ := watch(t, testConfig(ws.Addr()), req, nil)
+	if starts := ws.activeStarts(); len(starts) != 1 || starts[0] != 7000 {
+		t.Errorf("active start times = %v, want catch-up from the bulk's first base-time 7000", starts)
+	}
+	done := checkpointAt(t, got, "RecoveryDone", func(ev requestor.Event) bool { _, ok := ev.(requestor.RecoveryDone); return ok })
+	if !done.Valid || done.StartTime != 7000 {
+		t.Errorf("checkpoint after the initial bulk = %+v, want 7000", done)
+	}
+	var initial int
+	for _, s := range got {
+		if b, ok := s.ev.(requestor.Binding); ok && b.Source == requestor.SourceInitial {
+			initial++
+		}
+	}
+	if initial != 2 {
+		t.Errorf("got %d initial bindings, want 2", initial)
+	}
+}
+
+func TestWatcherInitialCatchUpFromZero(t *testing.T) {
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) { notAllowed(c, x) }, nil)
+	w, _, _ := watch(t, testConfig(ws.Addr()), requestor.WatchRequest{Initial: requestor.InitialCatchUp}, nil)
+	if starts := ws.activeStarts(); len(starts) != 1 || starts[0] != 0 {
+		t.Errorf("start times sent = %v, want [0]", starts)
+	}
+	if w.Checkpoint().Valid {
+		t.Error("checkpoint valid although catch-up never completed")
+	}
+}
+
+// TestWatcherSkew runs against a server whose clock is an hour ahead: the
+// estimate follows, and local times come out in the local clock.
+func TestWatcherSkew(t *testing.T) {
+	const ahead = time.Hour
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		for i := range 5 {
+			base := codec.DHCPTime(time.Now().Add(ahead))
+			var m []byte
+			if i == 0 {
+				m = msg(codec.MsgLeasequeryReply, x, optBase(base))
+			} else {
+				m = msg(codec.MsgLeasequeryData, x, optBase(base), binding(client1, "2001:db8:1::1", 30, 300, 600))
+			}
+			if c.Send(m) != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		c.WaitClosed(5 * time.Second)
+	}, nil)
+	var last requestor.Binding
+	n := 0
+	w, _, _ := watch(t, testConfig(ws.Addr()), requestor.WatchRequest{}, func(ev requestor.Event) bool {
+		if b, ok := ev.(requestor.Binding); ok {
+			last, n = b, n+1
+		}
+		return n == 4
+	})
+	if skew := w.Skew(); skew > -ahead+2*time.Second || skew < -ahead-2*time.Second {
+		t.Errorf("skew estimate = %v, want about %v", skew, -ahead)
+	}
+	now := time.Now()
+	if d := last.ValidUntil.Sub(now); d < 598*time.Second || d > 602*time.Second {
+		t.Errorf("valid-until is %v from now, want about 600 s in the local clock", d)
+	}
+	if d := now.Sub(last.LastTransaction); d < 28*time.Second || d > 32*time.Second {
+		t.Errorf("last transaction was %v ago, want about 30 s", d)
+	}
+	if d := last.ServerTime().Sub(now); d < ahead-2*time.Second || d > ahead+2*time.Second {
+		t.Errorf("server time is %v from now, want about %v", d, ahead)
+	}
+}
+
+func TestWatcherRunOnce(t *testing.T) {
+	w, err := requestor.NewWatcher(testConfig("127.0.0.1:9"), requestor.WatchRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w.Run(ctx, func(requestor.Event) error { return nil })
+	if err := w.Run(ctx, func(requestor.Event) error { return nil }); err == nil {
+		t.Error("second Run succeeded, want an error")
+	}
+}
+
+func TestNewWatcherRejectsBadRequests(t *testing.T) {
+	bad := []requestor.WatchRequest{
+		{Initial: requestor.InitialBulk},
+		{Filter: &requestor.Query{Type: codec.QueryByRelayID}},
+		{Recovery: []requestor.Query{{Type: 99}}},
+		{MaxAttempts: -1},
+	}
+	for i, req := range bad {
+		if _, err := requestor.NewWatcher(testConfig("127.0.0.1:9"), req); !errors.Is(err, requestor.ErrInvalidQuery) {
+			t.Errorf("request %d: error = %v, want ErrInvalidQuery", i, err)
+		}
+	}
+}
