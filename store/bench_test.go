@@ -106,6 +106,7 @@ func BenchmarkChangedScan(b *testing.B) {
 
 	b.Run("bindings=100000", func(b *testing.B) {
 		b.ReportAllocs()
+		countScan(b, s.Changed(time.Time{}, time.Time{})) // warm the block cache
 		for b.Loop() {
 			if got := countScan(b, s.Changed(time.Time{}, time.Time{})); got != n {
 				b.Fatalf("scan yields %d bindings, want %d", got, n)
@@ -117,22 +118,40 @@ func BenchmarkChangedScan(b *testing.B) {
 
 // BenchmarkByLinkAddress measures a bulk query by link-address on a store
 // of 1,000,000 bindings spread over 10 links: one operation scans the
-// 100,000 bindings of one link.
+// 100,000 bindings of one link. The store is reopened with the default
+// block cache and with one that holds the whole binding keyspace.
 func BenchmarkByLinkAddress(b *testing.B) {
 	const n, links = 1_000_000, 10
-	s := openTest(b, b.TempDir(), Options{NoSync: true})
-	loadBindings(b, s, n, links)
+	dir := b.TempDir()
+	load, err := Open(dir, Options{NoSync: true, TrimInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	loadBindings(b, load, n, links)
+	if err := load.Close(); err != nil {
+		b.Fatal(err)
+	}
 	link := benchBinding(3, links).LinkAddress
 
-	b.Run("bindings=1000000/link=100000", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if got := countScan(b, s.ByLinkAddress(link)); got != n/links {
-				b.Fatalf("scan yields %d bindings, want %d", got, n/links)
-			}
+	for _, cacheMiB := range []int64{DefaultBlockCacheSize >> 20, 512} {
+		s, err := Open(dir, Options{BlockCacheSize: cacheMiB << 20, TrimInterval: -1})
+		if err != nil {
+			b.Fatal(err)
 		}
-		b.ReportMetric(float64(b.N*n/links)/b.Elapsed().Seconds(), "bindings/s")
-	})
+		b.Run(fmt.Sprintf("bindings=1000000/link=100000/cache=%dMiB", cacheMiB), func(b *testing.B) {
+			b.ReportAllocs()
+			countScan(b, s.ByLinkAddress(link)) // warm the block cache
+			for b.Loop() {
+				if got := countScan(b, s.ByLinkAddress(link)); got != n/links {
+					b.Fatalf("scan yields %d bindings, want %d", got, n/links)
+				}
+			}
+			b.ReportMetric(float64(b.N*n/links)/b.Elapsed().Seconds(), "bindings/s")
+		})
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func countScan(b *testing.B, it Iterator) int {

@@ -38,6 +38,11 @@ func (s *Store) Trim(now time.Time) error {
 		if err != nil || done {
 			return err
 		}
+		select {
+		case <-s.quit:
+			return ErrClosed // Close waits for the background trim
+		default:
+		}
 	}
 }
 
