@@ -103,8 +103,8 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 
 // OnTick runs on gnet's ticker goroutine, off the loops, so it only
 // schedules work on them: the full sweep (timeouts) every sweep interval,
-// and in between a quick check of connections whose bulk query waits for
-// pending output to drain, since gnet reports no drain event. The next
+// and every drainPollInterval a check of the connections whose bulk query
+// waits for pending output to drain, since gnet reports no drain event. The next
 // tick is computed from a deadline because gnet schedules ticks by delay
 // and drifts.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
@@ -122,9 +122,14 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 		}
 	}
 
+	// A bulk query may start waiting for a drain at any moment, and gnet
+	// cannot be asked for an earlier tick, so ticks stay short while any
+	// bulk query runs.
 	delay := s.nextSweep.Sub(now)
 	if s.drainWaiters.Load() > 0 {
 		s.visitLoops((*loop).checkDrains)
+	}
+	if s.activeRuns.Load() > 0 {
 		delay = min(delay, drainPollInterval)
 	}
 	return delay, gnet.None

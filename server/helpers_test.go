@@ -128,6 +128,8 @@ func testConfig() Config {
 	}
 }
 
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
 // startServer runs a server on st and shuts it down at the end of the test.
 func startServer(t testing.TB, st Store, cfg Config, opts ...Option) *Server {
 	t.Helper()

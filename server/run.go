@@ -61,6 +61,7 @@ func startBulkRun(c *conn, r *request) *bulkRun {
 	}
 	run.credit <- struct{}{}
 	s.producers.Add(1)
+	s.activeRuns.Add(1)
 	go run.produce()
 	return run
 }
@@ -69,6 +70,7 @@ func startBulkRun(c *conn, r *request) *bulkRun {
 func (r *bulkRun) produce() {
 	s := r.conn.srv
 	defer s.producers.Done()
+	defer s.activeRuns.Add(-1)
 	defer r.cancel(nil)
 
 	size := s.cfg.ChunkSize + s.cfg.ChunkSize/4

@@ -92,7 +92,11 @@ func openSelection(src Store, r *request, now time.Time, m *Metrics) (*selection
 	}
 
 	if r.timeRange() {
-		s.it = src.Changed(s.from, s.until.Add(-time.Nanosecond))
+		end := s.until
+		if !end.IsZero() {
+			end = end.Add(-time.Nanosecond) // store.Changed includes its end
+		}
+		s.it = src.Changed(s.from, end)
 		s.byKey = true
 		s.query, s.link, s.key = r.query.QueryType, link, r.key
 		return s, nil

@@ -44,7 +44,8 @@ type Server struct {
 
 	conns        atomic.Int64
 	requestors   requestorTable
-	drainWaiters atomic.Int64
+	drainWaiters atomic.Int64 // connections on a drain list
+	activeRuns   atomic.Int64 // bulk query producers running
 	nextID       atomic.Uint64
 	nextSweep    time.Time // ticker goroutine only
 }
