@@ -1,0 +1,210 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alqd/alqd/codec"
+	"github.com/alqd/alqd/server"
+)
+
+// options is everything alqd is configured with: the server's Config plus
+// what only the process needs.
+type options struct {
+	server server.Config
+
+	configFile      string
+	dataDir         string
+	metricsAddr     string
+	ingestAddr      string
+	keaLeaseFile    string
+	retention       time.Duration
+	blockCacheSize  int64
+	shutdownTimeout time.Duration
+	logLevel        slog.Level
+	logFormat       string
+}
+
+// parseOptions reads the command line and, when --config names one, a JSON
+// file whose keys are the flag names; a flag given on the command line
+// overrides the file.
+func parseOptions(args []string, stderr io.Writer) (*options, error) {
+	o := &options{logFormat: "text", shutdownTimeout: 30 * time.Second}
+	fs := flag.NewFlagSet("alqd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.define(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q; every setting is a flag", fs.Arg(0))
+	}
+	if o.configFile != "" {
+		if err := applyConfigFile(fs, o.configFile); err != nil {
+			return nil, err
+		}
+	}
+	if o.dataDir == "" {
+		return nil, errors.New("--data-dir is required: the directory of the binding store")
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return nil, fmt.Errorf("--log-format %q is invalid; use json or text", o.logFormat)
+	}
+	if err := o.server.Validate(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func (o *options) define(fs *flag.FlagSet) {
+	c := &o.server
+	fs.StringVar(&o.configFile, "config", "", "JSON `file` whose keys are flag names (without --); command-line flags override it")
+	fs.StringVar(&c.Listen, "listen", server.DefaultListen, "TCP (Bulk Leasequery) and UDP (Leasequery) `address`, host:port")
+	fs.StringVar(&o.dataDir, "data-dir", "", "`directory` of the binding store (required)")
+	fs.Var(prefixList{&c.Allow}, "allow", "requestor `prefixes` allowed to query, CIDR, repeatable or comma-separated; none means nobody")
+	fs.Var(prefixList{&c.Served}, "served", "IPv6 `prefixes` this server is configured for, CIDR, repeatable or comma-separated; queries outside get NotConfigured; none means all")
+	fs.StringVar(&o.metricsAddr, "metrics", "", "HTTP `address` for Prometheus /metrics and /debug/pprof; empty disables it")
+	fs.IntVar(&c.EventLoops, "event-loops", 0, "number of gnet event loops; 0 means one per CPU")
+	fs.IntVar(&c.MaxConns, "max-conns", server.DefaultMaxConns, "maximum TCP `connections` in total; also lowered to fit the open file limit")
+	fs.IntVar(&c.MaxConnsPerRequestor, "max-conns-per-requestor", server.DefaultMaxConnsPerRequestor, "maximum TCP `connections` from one requestor address (BULK_LQ_MAX_CONNS)")
+	fs.IntVar(&c.MaxQueriesPerRequestor, "max-queries-per-requestor", server.DefaultMaxQueriesPerRequestor, "maximum bulk `queries` running at once for one requestor address")
+	fs.IntVar(&c.MaxPipelinedQueries, "max-pipelined-queries", server.DefaultMaxPipelinedQueries, "maximum `queries` read ahead on one connection")
+	fs.IntVar(&c.MaxMessageSize, "max-message-size", server.DefaultMaxMessageSize, "largest received message in `octets`; a larger frame closes the connection")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a connection that sends no complete message for this `duration` while no query runs")
+	fs.DurationVar(&c.DataTimeout, "data-timeout", server.DefaultDataTimeout, "BULK_LQ_DATA_TIMEOUT: close a connection whose pending output does not shrink for this `duration`")
+	fs.IntVar(&c.ChunkSize, "chunk-size", server.DefaultChunkSize, "`octets` of frames a bulk query hands to the event loop at once")
+	fs.IntVar(&c.NotSentLowWater, "notsent-lowat", server.DefaultNotSentLowWater, "TCP_NOTSENT_LOWAT of every connection in `octets`; negative keeps the kernel default")
+	fs.BoolVar(&c.Active, "active", false, "enable Active Leasequery (RFC 7653); not available in this build")
+	fs.BoolVar(&c.Insecure, "insecure", false, "allow Active Leasequery without TLS; needs --active")
+	fs.Var(optionList{&c.DenyOptions}, "deny-option", "option `codes` never sent whatever the ORO asks (46, 47, 100), repeatable or comma-separated")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: json or text")
+	fs.StringVar(&o.ingestAddr, "ingest-listen", "", "HTTP `address` of the binding ingest API (POST /v1/bindings); empty disables it")
+	fs.StringVar(&o.keaLeaseFile, "kea-lease-file", "", "Kea memfile lease `file` to follow; empty disables the follower")
+	fs.DurationVar(&o.retention, "retention", 0, "how long released and expired bindings stay in the history (`duration`); 0 means the store default, 24h")
+	fs.Int64Var(&o.blockCacheSize, "block-cache-size", 0, "store block cache in `octets`; 0 means the store default, 64 MiB")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for running queries to end (`duration`)")
+}
+
+// applyConfigFile sets every flag the file names that the command line did
+// not set.
+func applyConfigFile(fs *flag.FlagSet, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading config file: %w", err)
+	}
+	var values map[string]any
+	if err := json.Unmarshal(data, &values); err != nil {
+		return fmt.Errorf("config file %s is not a JSON object: %w", path, err)
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+
+	for name, v := range values {
+		if name == "config" {
+			return fmt.Errorf("config file %s: key \"config\" is not allowed in a config file", path)
+		}
+		if fs.Lookup(name) == nil {
+			return fmt.Errorf("config file %s: unknown key %q; keys are flag names such as \"listen\"", path, name)
+		}
+		if onCommandLine[name] {
+			continue
+		}
+		items, ok := v.([]any)
+		if !ok {
+			items = []any{v}
+		}
+		for _, item := range items {
+			if err := fs.Set(name, jsonScalar(item)); err != nil {
+				return fmt.Errorf("config file %s: key %q: %w", path, name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// jsonScalar formats a decoded JSON value the way it would be typed on the
+// command line.
+func jsonScalar(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	}
+	return fmt.Sprint(v)
+}
+
+// prefixList is a repeatable, comma-separated list of CIDR prefixes. A bare
+// address means its host prefix.
+type prefixList struct{ list *[]netip.Prefix }
+
+func (p prefixList) String() string {
+	if p.list == nil {
+		return ""
+	}
+	parts := make([]string, len(*p.list))
+	for i, x := range *p.list {
+		parts[i] = x.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p prefixList) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(part)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(part)
+			if aerr != nil {
+				return fmt.Errorf("%q is not a CIDR prefix such as 2001:db8::/32", part)
+			}
+			pfx = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		*p.list = append(*p.list, pfx.Masked())
+	}
+	return nil
+}
+
+// optionList is a repeatable, comma-separated list of option codes.
+type optionList struct{ list *[]codec.OptionCode }
+
+func (o optionList) String() string {
+	if o.list == nil {
+		return ""
+	}
+	parts := make([]string, len(*o.list))
+	for i, c := range *o.list {
+		parts[i] = strconv.Itoa(int(c))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (o optionList) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(part, 10, 16)
+		if err != nil {
+			return fmt.Errorf("%q is not an option code (0 to 65535)", part)
+		}
+		*o.list = append(*o.list, codec.OptionCode(n))
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+// Command alqd is the DHCPv6 leasequery server: Bulk Leasequery over TCP
+// (RFC 5460 with the RFC 7653 time options) and Leasequery over UDP (RFC
+// 5007), answered from a Pebble binding store that the Kea lease file
+// follower and the HTTP ingest API fill.
+//
+// Usage:
+//
+//	alqd --data-dir /var/lib/alqd --allow 2001:db8:ffff::/48 [flags]
+//
+// Run alqd -h for the flags. SIGTERM or SIGINT shuts it down: running bulk
+// queries end with LEASEQUERY-DONE QueryTerminated and the store is closed.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/alqd/alqd/ingest"
+	"github.com/alqd/alqd/server"
+	"github.com/alqd/alqd/store"
+)
+
+func main() {
+	o, err := parseOptions(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "alqd:", err)
+		os.Exit(2)
+	}
+	log := newLogger(o)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, o, log); err != nil {
+		log.Error("alqd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(o *options) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: o.logLevel}
+	if o.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, ho))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, ho))
+}
+
+// run serves until ctx ends (a signal) or the server fails, then shuts
+// everything down in order: server, ingest, HTTP, store.
+func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
+	st, err := store.Open(o.dataDir, store.Options{
+		Retention:      o.retention,
+		BlockCacheSize: o.blockCacheSize,
+		Logger:         log.With("component", "store"),
+	})
+	if err != nil {
+		return fmt.Errorf("opening the store in %s: %w", o.dataDir, err)
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("closing the store: %w", cerr))
+		} else {
+			log.Info("store closed")
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := server.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(o.server, st, server.WithLogger(log.With("component", "server")), server.WithMetrics(metrics))
+	if err != nil {
+		return err
+	}
+
+	// Side services: metrics and ingest HTTP, Kea follower.
+	var side sync.WaitGroup
+	sideCtx, cancelSide := context.WithCancel(context.Background())
+	defer func() {
+		cancelSide()
+		side.Wait()
+	}()
+	sideErr := make(chan error, 3)
+	if o.metricsAddr != "" {
+		startHTTP(sideCtx, &side, sideErr, log, "metrics", o.metricsAddr, metricsMux(reg))
+	}
+	if o.ingestAddr != "" {
+		h, err := ingest.NewHandler(st, ingest.HandlerConfig{Logger: log.With("component", "ingest")})
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle(ingest.BindingsPath, h)
+		startHTTP(sideCtx, &side, sideErr, log, "ingest", o.ingestAddr, mux)
+	}
+	if o.keaLeaseFile != "" {
+		if err := startFollower(sideCtx, &side, sideErr, o, st, log); err != nil {
+			return err
+		}
+	}
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- srv.Run() }()
+
+	select {
+	case err := <-runErr:
+		return fmt.Errorf("server: %w", err)
+	case err := <-sideErr:
+		shutdown(srv, o, log)
+		<-runErr
+		return err
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", o.shutdownTimeout)
+		shutdown(srv, o, log)
+		if err := <-runErr; err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		return nil
+	}
+}
+
+func shutdown(srv *server.Server, o *options, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("shutdown did not finish in time; connections were closed", "err", err)
+	}
+}
+
+// startHTTP serves h on addr until ctx ends; a failure to serve is sent to
+// errs.
+func startHTTP(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, log *slog.Logger, name, addr string, h http.Handler) {
+	hs := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		errs <- fmt.Errorf("%s HTTP listener on %s: %w", name, addr, err)
+		return
+	}
+	log.Info("HTTP listening", "service", name, "addr", ln.Addr().String())
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("%s HTTP server: %w", name, err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+}
+
+func metricsMux(reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// startFollower follows the Kea lease file. Bindings Kea deleted while alqd
+// was down are ended only when the follower is the store's only source.
+func startFollower(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, o *options, st *store.Store, log *slog.Logger) error {
+	cfg := ingest.FollowerConfig{Path: o.keaLeaseFile, Logger: log.With("component", "kea-follower")}
+	if o.ingestAddr == "" {
+		cfg.ListBindings = ingest.StoreBindings(st)
+	}
+	f, err := ingest.NewFollower(st, cfg)
+	if err != nil {
+		return fmt.Errorf("Kea lease file follower: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := f.Run(ctx); err != nil {
+			errs <- fmt.Errorf("Kea lease file follower: %w", err)
+		}
+	}()
+	return nil
+}
