@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -189,6 +190,9 @@ func TestCrashRecovery(t *testing.T) {
 
 	for round := range crashRounds {
 		lines, stderr := runAndKillChild(t, dir, start, 100*time.Millisecond+time.Duration(rng.Int64N(int64(500*time.Millisecond))))
+		if strings.Contains(stderr, "DATA RACE") {
+			t.Fatalf("round %d: the race detector reported in the child:\n%s", round, stderr)
+		}
 		for _, line := range lines {
 			model.parse(line)
 		}

@@ -1,11 +1,12 @@
-// Package store is alqd's lease state database on Pebble: the current
-// binding of every IA_NA address, IA_TA address and IA_PD prefix, secondary
-// indexes for the query types of OPTION_LQ_QUERY (by address and by client
-// DUID from RFC 5007 section 4.1.2.1; by relay-id, link-address and
-// remote-id from RFC 5460), and the change history that Active Leasequery
-// catch-up reads (RFC 7653 sections 7 and 8.4: the current state of every
-// binding changed since a start time), with a floor below which trimmed
-// tombstones are missing and the server replies with DataMissing.
+// Package store is alqd's lease state database on Pebble. It holds the
+// current binding of every IA_NA address, IA_TA address and IA_PD prefix,
+// and secondary indexes for the query types of OPTION_LQ_QUERY: by address
+// and by client DUID from RFC 5007 section 4.1.2.1, by relay-id,
+// link-address and remote-id from RFC 5460. It also holds the change
+// history that Active Leasequery catch-up reads (RFC 7653 sections 7 and
+// 8.4: the current state of every binding changed since a start time), with
+// a floor below which trimmed tombstones are missing and the server replies
+// with DataMissing.
 //
 // The store owns the Pebble key layout (keys.go), the binding value
 // encoding (value.go), group commit with a synced write-ahead log

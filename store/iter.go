@@ -110,7 +110,7 @@ func (it *scanIter) Next() bool {
 }
 
 // load reads the binding at the current key into cur. It returns false for
-// a history entry outside the time range.
+// a history entry outside the time range. hot path: once per scanned key.
 func (it *scanIter) load() (bool, error) {
 	key := it.keys.Key()
 	switch it.mode {

@@ -26,10 +26,10 @@ import (
 //	internal     'i' | name                                    -> see the internal* names
 //	metadata     'm' | name                                    -> caller bytes (Apply, Meta)
 //
-// The binding keyspace doubles as the address index: IA_NA and IA_TA keys
-// are exact addresses, and IA_PD keys sort by prefix, so the IA_PD binding
-// containing an address is one point lookup per prefix length in use (the
-// 'p' counts record which lengths are in use).
+// The binding keyspace doubles as the address index. IA_NA and IA_TA keys
+// are exact addresses and IA_PD keys sort by prefix, so finding the IA_PD
+// binding that contains an address takes one point lookup per prefix length
+// in use. The 'p' counts record which lengths are in use.
 //
 // A missing link-address is stored as :: in index keys. The second in the
 // time index is Unix seconds with the sign bit flipped, so negative times

@@ -43,10 +43,10 @@ import (
 //     history scans from at or above the floor are complete.
 //
 // Writes go through one writer goroutine that gathers concurrent Apply
-// calls into group commits. The alternative, one synced Pebble batch per
-// Apply call, relies on Pebble's own commit pipeline to share syncs; it also
-// forbids reading the old state of a binding without a lock, which index
-// maintenance needs.
+// calls into group commits. The rejected alternative, one synced Pebble
+// batch per Apply call, would rely on Pebble's commit pipeline to share
+// syncs. It would also need a lock around reading the old state of a
+// binding, which index maintenance needs.
 //
 // All methods are safe for concurrent use.
 type Store struct {

@@ -55,8 +55,9 @@ func (r *request) take() bool { return r.state.CompareAndSwap(requestQueued, req
 //
 // Safe for concurrent use: one writer goroutine gathers concurrent calls
 // into one group commit, in arrival order. When ctx ends before the writer
-// takes the call, nothing is committed and Apply returns ctx.Err(); once
-// taken, Apply waits for the commit (one WAL sync) and returns its result.
+// takes the call, nothing is committed and Apply returns ctx.Err(). Once
+// the writer has taken it, Apply waits for the commit (one WAL sync) and
+// returns its result.
 func (s *Store) Apply(ctx context.Context, changes []Binding, meta map[string][]byte) (lastSeq uint64, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -293,9 +294,9 @@ func (b *writeBatch) keep(err error) {
 func (b *writeBatch) set(key, value []byte) { b.keep(b.Set(key, value, nil)) }
 func (b *writeBatch) del(key []byte)        { b.keep(b.Delete(key, nil)) }
 
-// singleDel deletes a key that was written exactly once. History keys are:
-// the sequence counter is stored in the batch that uses its numbers, so no
-// number is used twice, even across a crash.
+// singleDel deletes a key that was written exactly once. History keys are,
+// because applyGroup stores the sequence counter in the batch that uses its
+// numbers, so no number is used twice, even across a crash.
 func (b *writeBatch) singleDel(key []byte) { b.keep(b.SingleDelete(key, nil)) }
 
 func (b *writeBatch) delRange(start, end []byte) { b.keep(b.DeleteRange(start, end, nil)) }
@@ -424,7 +425,7 @@ func (s *Store) nextChangeTime() int64 {
 
 // stageChange adds change c to the batch as number seq at time now, unless
 // it repeats the stored state. It moves the history entry and every index
-// entry whose key changed. The caller holds mu.
+// entry whose key changed. The caller holds mu. hot path: once per change.
 func (s *Store) stageChange(batch *writeBatch, c *Binding, seq uint64, now int64) (bool, error) {
 	g := &s.group
 	bk := encodeBKey(c.Key)
