@@ -1,0 +1,145 @@
+package mirror
+
+import (
+	"bytes"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/alqd/alqd/requestor"
+)
+
+func sampleRecord() Record {
+	now := time.Unix(1_800_000_000, 123)
+	return Record{
+		BindingKey:        BindingKey{Type: requestor.TypePD, Prefix: netip.MustParsePrefix("2001:db8:100:1200::/56")},
+		ClientID:          []byte{0, 3, 0, 1, 0, 0, 0x5e, 0, 0x53, 1},
+		IAID:              7,
+		HasIAID:           true,
+		State:             requestor.StateActive,
+		PreferredLifetime: 1800,
+		ValidLifetime:     3600,
+		PreferredUntil:    now.Add(30 * time.Minute),
+		ValidUntil:        now.Add(time.Hour),
+		CLTTime:           60,
+		HasCLTTime:        true,
+		LastTransaction:   now.Add(-time.Minute),
+		BaseTime:          820540800,
+		HasBaseTime:       true,
+		Source:            requestor.SourceActive,
+		Received:          now,
+		LinkAddress:       netip.MustParseAddr("2001:db8:1::1"),
+		RelayID:           []byte{0, 2, 0, 0, 0x7e, 0xd9, 'r'},
+		RemoteID:          []byte{0, 0, 0x7e, 0xd9, 'p'},
+		InterfaceID:       []byte("ge-0/0/1"),
+		RelayPeer:         netip.MustParseAddr("2001:db8:1::2"),
+		RelayMessage:      []byte{12, 0, 1, 2},
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	for _, r := range []Record{sampleRecord(), {BindingKey: BindingKey{Type: requestor.TypeNA, Prefix: netip.MustParsePrefix("2001:db8::1/128")}, State: requestor.StateEnded}} {
+		key := r.appendKey(nil)
+		k, err := parseBindingKey(key)
+		if err != nil || k != r.BindingKey {
+			t.Fatalf("key round trip = %v, %v; want %v", k, err, r.BindingKey)
+		}
+		got := Record{BindingKey: k}
+		if err := got.decodeValue(r.appendValue(nil)); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, normalize(r)) {
+			t.Errorf("round trip\n%+v\nwant\n%+v", got, normalize(r))
+		}
+	}
+}
+
+// normalize drops what encoding cannot keep: the monotonic clock reading
+// and the location of times.
+func normalize(r Record) Record {
+	for _, t := range []*time.Time{&r.PreferredUntil, &r.ValidUntil, &r.LastTransaction, &r.Received} {
+		if !t.IsZero() {
+			*t = time.Unix(0, t.UnixNano())
+		}
+	}
+	return r
+}
+
+func TestRecordDecodeRejectsDamage(t *testing.T) {
+	r := sampleRecord()
+	v := r.appendValue(nil)
+	for _, bad := range [][]byte{
+		nil,
+		v[:recordFixedLen-1],
+		append([]byte{9}, v[1:]...), // unknown version
+		append(v[:1:1], append([]byte{byte(requestor.TypeNA)}, v[2:]...)...), // type differs from the key
+		append(append([]byte(nil), v...), 0),                                 // trailing octet
+		v[:len(v)-1],                                                         // last field cut short
+	} {
+		got := Record{BindingKey: r.BindingKey}
+		if err := got.decodeValue(bad); err == nil {
+			t.Errorf("decodeValue(% x) succeeded, want ErrCorrupt", bad)
+		}
+	}
+	if _, err := parseBindingKey([]byte{kindBinding, 1}); err == nil {
+		t.Error("short binding key decoded")
+	}
+	if _, err := decodeCheckpoint([]byte{2, 0, 0, 0, 0}); err == nil {
+		t.Error("checkpoint with flag 2 decoded")
+	}
+}
+
+func TestCheckpointRoundTrip(t *testing.T) {
+	for _, c := range []requestor.Checkpoint{{}, {StartTime: 820540800, Valid: true}, {StartTime: 0, Valid: true}} {
+		got, err := decodeCheckpoint(encodeCheckpoint(c))
+		if err != nil || got != c {
+			t.Errorf("round trip of %+v = %+v, %v", c, got, err)
+		}
+	}
+}
+
+func TestSupersedes(t *testing.T) {
+	rec := func(base uint32, source requestor.Source) *Record {
+		return &Record{BaseTime: base, HasBaseTime: true, Source: source}
+	}
+	tests := []struct {
+		name     string
+		newer    *Record
+		old      *Record
+		replaces bool
+	}{
+		{"later base-time", rec(101, requestor.SourceRecovery), rec(100, requestor.SourceActive), true},
+		{"earlier base-time", rec(99, requestor.SourceActive), rec(100, requestor.SourceRecovery), false},
+		{"tie, active over bulk", rec(100, requestor.SourceActive), rec(100, requestor.SourceInitial), true},
+		{"tie, bulk under active", rec(100, requestor.SourceRecovery), rec(100, requestor.SourceActive), false},
+		{"tie, active after active", rec(100, requestor.SourceActive), rec(100, requestor.SourceActive), true},
+		{"tie, bulk after bulk", rec(100, requestor.SourceInitial), rec(100, requestor.SourceInitial), true},
+		{"across the 2136 wrap", rec(5, requestor.SourceActive), rec(0xfffffff0, requestor.SourceActive), true},
+		{"no base-time", &Record{Source: requestor.SourceRecovery}, rec(100, requestor.SourceActive), true},
+	}
+	for _, tc := range tests {
+		if got := tc.newer.supersedes(tc.old); got != tc.replaces {
+			t.Errorf("%s: supersedes = %v, want %v", tc.name, got, tc.replaces)
+		}
+	}
+}
+
+func FuzzRecordDecode(f *testing.F) {
+	r := sampleRecord()
+	f.Add(r.appendValue(nil))
+	f.Add([]byte{1, 3})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		got := Record{BindingKey: r.BindingKey}
+		if got.decodeValue(v) != nil {
+			return
+		}
+		again := Record{BindingKey: r.BindingKey}
+		if err := again.decodeValue(got.appendValue(nil)); err != nil {
+			t.Fatalf("re-encoded record does not decode: %v", err)
+		}
+		if !bytes.Equal(again.appendValue(nil), got.appendValue(nil)) {
+			t.Fatal("decode-encode-decode changed the record")
+		}
+	})
+}
