@@ -157,7 +157,7 @@ func (j *bulkJob) appendGroup(buf []byte, first bool, now time.Time, out *bulkOu
 		return buf
 	}
 	out.bindings += len(j.group)
-	j.metrics.bindingsSent.WithLabelValues(transportTCP.String()).Add(float64(len(j.group)))
+	j.metrics.tcpBindings.Add(float64(len(j.group)))
 	return next
 }
 

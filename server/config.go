@@ -141,8 +141,9 @@ type Config struct {
 	DataTimeout time.Duration
 
 	// ChunkSize is how many octets of frames a bulk query encodes before it
-	// hands them to the event loop, and the pending output below which it
-	// may hand over the next chunk. Zero means DefaultChunkSize.
+	// hands them to the event loop; a connection holds at most a few chunks
+	// of pending output before its query waits. Zero means
+	// DefaultChunkSize.
 	ChunkSize int
 
 	// NotSentLowWater is the TCP_NOTSENT_LOWAT of every connection, in

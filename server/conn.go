@@ -94,7 +94,7 @@ func (c *conn) readFrames() gnet.Action {
 		frame, _ := c.gc.Peek(codec.FrameHeaderLen + size)
 		action := c.handleMessage(frame[codec.FrameHeaderLen:])
 		_, _ = c.gc.Discard(codec.FrameHeaderLen + size)
-		c.srv.metrics.bytesRecv.WithLabelValues(transportTCP.String()).Add(float64(codec.FrameHeaderLen + size))
+		c.srv.metrics.tcpReceived.Add(float64(codec.FrameHeaderLen + size))
 		c.lastActive = time.Now()
 		if action != gnet.None {
 			return action
@@ -264,7 +264,7 @@ func (c *conn) write(b []byte) {
 		c.reason = CloseWriteError
 		return
 	}
-	c.srv.metrics.bytesSent.WithLabelValues(transportTCP.String()).Add(float64(n))
+	c.srv.metrics.tcpSent.Add(float64(n))
 }
 
 // xidOf returns the transaction-id of a client/server message header, or 0
@@ -364,7 +364,7 @@ func (c *conn) notePending(backlog int, now time.Time) {
 func (c *conn) checkDrain(now time.Time) {
 	backlog := c.gc.OutboundBuffered()
 	c.notePending(backlog, now)
-	if backlog > c.srv.cfg.ChunkSize {
+	if backlog > creditBacklog*c.srv.cfg.ChunkSize {
 		return
 	}
 	c.stopDraining()
@@ -379,7 +379,12 @@ func (c *conn) startDraining() {
 		return
 	}
 	c.loop.draining[c] = struct{}{}
-	c.srv.drainWaiters.Add(1)
+	if c.srv.drainWaiters.Add(1) == 1 {
+		select {
+		case c.srv.drainWake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (c *conn) stopDraining() {

@@ -102,11 +102,8 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 }
 
 // OnTick runs on gnet's ticker goroutine, off the loops, so it only
-// schedules work on them: the full sweep (timeouts) every sweep interval,
-// and every drainPollInterval a check of the connections whose bulk query
-// waits for pending output to drain, since gnet reports no drain event. The next
-// tick is computed from a deadline because gnet schedules ticks by delay
-// and drifts.
+// schedules the timeout sweep on every loop. The next tick is computed from
+// a deadline because gnet schedules ticks by delay and drifts.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.srv
 	now := time.Now()
@@ -121,24 +118,35 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 			s.nextSweep = now.Add(interval)
 		}
 	}
-
-	// A bulk query may start waiting for a drain at any moment, and gnet
-	// cannot be asked for an earlier tick, so ticks stay short while any
-	// bulk query runs.
-	delay := s.nextSweep.Sub(now)
-	if s.drainWaiters.Load() > 0 {
-		s.visitLoops((*loop).checkDrains)
-	}
-	if s.activeRuns.Load() > 0 {
-		delay = min(delay, drainPollInterval)
-	}
-	return delay, gnet.None
+	return s.nextSweep.Sub(now), gnet.None
 }
 
 // drainPollInterval is how often connections waiting for their pending
 // output to drain are checked: the pace of a bulk query to a requestor
 // that reads slower than the server writes.
-const drainPollInterval = 2 * time.Millisecond
+const drainPollInterval = time.Millisecond
+
+// pollDrains runs while the server runs. gnet reports no drain event and
+// its ticker cannot be woken early, so this goroutine, woken when the
+// first connection starts waiting, schedules the drain checks on the loops
+// every drainPollInterval while any connection waits.
+func (s *Server) pollDrains(stop <-chan struct{}) {
+	for {
+		if s.drainWaiters.Load() == 0 {
+			select {
+			case <-s.drainWake:
+			case <-stop:
+				return
+			}
+		}
+		s.visitLoops((*loop).checkDrains)
+		select {
+		case <-time.After(drainPollInterval):
+		case <-stop:
+			return
+		}
+	}
+}
 
 // sweepInterval is the period of the timeout sweep: a tenth of the
 // shortest timeout, between 5 ms and 1 s, so a timeout fires at most about

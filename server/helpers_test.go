@@ -25,6 +25,7 @@ var testNow = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 var testServerDUID = []byte{0x00, 0x03, 0x00, 0x01, 0x02, 0x00, 0x5e, 0x00, 0x53, 0x01}
 
 func TestMain(m *testing.M) {
+	runDumpClientIfAsked()
 	code := m.Run()
 	if code == 0 {
 		if err := checkGoroutineLeaks(5 * time.Second); err != nil {

@@ -22,6 +22,11 @@ type Metrics struct {
 	bytesRecv    *prometheus.CounterVec
 	storeLatency *prometheus.HistogramVec
 	encodeErrors prometheus.Counter
+
+	// Series resolved once, for the per-message paths.
+	tcpBindings, udpBindings prometheus.Counter
+	tcpSent, udpSent         prometheus.Counter
+	tcpReceived, udpReceived prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg; a nil reg
@@ -70,6 +75,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, r := range closeReasons {
 		m.closed.WithLabelValues(r.String())
 	}
+	m.tcpBindings = m.bindingsSent.WithLabelValues(transportTCP.String())
+	m.udpBindings = m.bindingsSent.WithLabelValues(transportUDP.String())
+	m.tcpSent = m.bytesSent.WithLabelValues(transportTCP.String())
+	m.udpSent = m.bytesSent.WithLabelValues(transportUDP.String())
+	m.tcpReceived = m.bytesRecv.WithLabelValues(transportTCP.String())
+	m.udpReceived = m.bytesRecv.WithLabelValues(transportUDP.String())
 	if reg == nil {
 		return m, nil
 	}

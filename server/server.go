@@ -44,8 +44,8 @@ type Server struct {
 
 	conns        atomic.Int64
 	requestors   requestorTable
-	drainWaiters atomic.Int64 // connections on a drain list
-	activeRuns   atomic.Int64 // bulk query producers running
+	drainWaiters atomic.Int64  // connections on a drain list
+	drainWake    chan struct{} // wakes pollDrains when drainWaiters leaves 0
 	nextID       atomic.Uint64
 	nextSweep    time.Time // ticker goroutine only
 }
@@ -78,13 +78,14 @@ func New(cfg Config, src Store, opts ...Option) (*Server, error) {
 	cfg.Allow = unmapPrefixes(cfg.Allow)
 
 	s := &Server{
-		cfg:     cfg,
-		src:     src,
-		log:     slog.Default(),
-		clock:   time.Now,
-		ready:   make(chan struct{}),
-		runDone: make(chan struct{}),
-		loops:   make(map[gnet.EventLoop]*loop),
+		cfg:       cfg,
+		src:       src,
+		log:       slog.Default(),
+		clock:     time.Now,
+		ready:     make(chan struct{}),
+		runDone:   make(chan struct{}),
+		drainWake: make(chan struct{}, 1),
+		loops:     make(map[gnet.EventLoop]*loop),
 		policy: policy{
 			serverID: src.ServerDUID(),
 			served:   cfg.Served,
@@ -129,6 +130,12 @@ func (s *Server) Run() error {
 		s.maxConns = fit
 	}
 
+	stopPoll := make(chan struct{})
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		s.pollDrains(stopPoll)
+	}()
 	err := gnet.Run(&handler{srv: s}, "tcp://"+s.cfg.Listen,
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.EventLoops),
@@ -137,6 +144,8 @@ func (s *Server) Run() error {
 		gnet.WithTCPKeepAlive(time.Minute),
 		gnet.WithLogger(gnetLogger{log: s.log}),
 	)
+	close(stopPoll)
+	<-pollDone
 	if s.udp != nil {
 		s.udp.close()
 	}

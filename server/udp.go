@@ -70,7 +70,7 @@ func (u *udpServer) serve() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		u.srv.metrics.bytesRecv.WithLabelValues(transportUDP.String()).Add(float64(n))
+		u.srv.metrics.udpReceived.Add(float64(n))
 		if n > codec.MaxMessageLen {
 			continue
 		}
@@ -82,7 +82,7 @@ func (u *udpServer) serve() {
 			u.log.Warn("sending a UDP reply failed", "peer", from.String(), "err", err)
 			continue
 		}
-		u.srv.metrics.bytesSent.WithLabelValues(transportUDP.String()).Add(float64(len(reply)))
+		u.srv.metrics.udpSent.Add(float64(len(reply)))
 	}
 }
 
@@ -246,7 +246,7 @@ func (u *udpServer) answerFound(b []byte, r *request, head *replyHead, now time.
 				return nil, "", err
 			}
 		}
-		u.srv.metrics.bindingsSent.WithLabelValues(transportUDP.String()).Add(float64(len(u.group)))
+		u.srv.metrics.udpBindings.Add(float64(len(u.group)))
 	}
 	b, err = head.end(b, start)
 	return b, status, err
