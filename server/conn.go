@@ -61,7 +61,7 @@ type conn struct {
 	state  connState
 	queue  []*request // queries read ahead of the running one
 	run    *bulkRun
-	reason CloseReason // why the server closes it; zero until decided
+	reason CloseReason // close reason decided by the server; zero until then
 
 	lastActive  time.Time // last complete message received or query finished
 	lastBacklog int       // pending output at the last check
@@ -303,9 +303,9 @@ func (c *conn) closeNow() {
 	_ = c.gc.Close()
 }
 
-// closeAfterDrain closes the connection once its pending output is sent;
-// the sweep closes it when the output drains, or as a slow consumer when
-// it does not.
+// closeAfterDrain closes the connection once its pending output is sent.
+// The sweep closes it when the output drains, or as a slow consumer when
+// the output stops shrinking.
 func (c *conn) closeAfterDrain(reason CloseReason) {
 	if c.reason == 0 {
 		c.reason = reason

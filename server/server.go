@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -111,10 +110,10 @@ func New(cfg Config, src Store, opts ...Option) (*Server, error) {
 }
 
 // Run serves until Shutdown, and returns nil after a Shutdown. Any other
-// return is fatal for the process: ErrEngineStopped when the event engine
-// stopped by itself (gnet stops the whole engine when accept(2) fails, for
-// example with EMFILE, and then returns nil), or the error of a listener
-// that could not start. Run may be called once.
+// return is fatal for the process. ErrEngineStopped means the event engine
+// stopped by itself: gnet stops the whole engine when accept(2) fails, for
+// example with EMFILE, and then returns nil. Other errors come from a
+// listener that could not start. Run may be called once.
 func (s *Server) Run() error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return ErrServerClosed
@@ -177,12 +176,12 @@ func (s *Server) UDPAddr() netip.AddrPort {
 	return s.udp.addr
 }
 
-// Shutdown stops accepting connections, ends every running bulk query with
-// a LEASEQUERY-DONE QueryTerminated (RFC 5460 section 5.2.2), closes every
-// connection once its pending output is sent, stops the UDP listener, and
-// returns when Run has returned and no query goroutine is left. When ctx
-// ends first, the remaining connections are closed without waiting and
-// Shutdown returns ctx.Err() after Run has returned.
+// Shutdown stops accepting connections and stops the UDP listener. Every
+// running bulk query ends with a LEASEQUERY-DONE QueryTerminated (RFC 5460
+// section 5.2.2), and every connection closes once its pending output is
+// sent. Shutdown returns when Run has returned and no query goroutine is
+// left. When ctx ends first, the remaining connections are closed without
+// waiting and Shutdown returns ctx.Err() after Run has returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.stopping.CompareAndSwap(false, true) {
 		<-s.runDone
@@ -311,14 +310,4 @@ func unmapPrefixes(ps []netip.Prefix) []netip.Prefix {
 		out = append(out, p.Masked())
 	}
 	return out
-}
-
-// errorsIsAny reports whether err matches one of targets.
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
 }
