@@ -22,7 +22,8 @@ type Config struct {
 	// Dir is the Pebble directory; it is created if missing.
 	Dir string
 
-	// Requestor is the server and the requestor's identity and timers.
+	// Requestor is the server and the requestor's identity and timers. An
+	// empty Server means the one the database was filled from.
 	Requestor requestor.Config
 
 	// Filter, RelayData and Recovery are passed to the Watcher (see
@@ -54,6 +55,9 @@ func (c *Config) Validate() error {
 	if c.TombstoneRetention < 0 {
 		return fmt.Errorf("%w: TombstoneRetention is negative (%v)", requestor.ErrInvalidQuery, c.TombstoneRetention)
 	}
+	if c.Requestor.Server == "" {
+		return nil // Open takes the server from the database
+	}
 	return c.Requestor.Validate()
 }
 
@@ -84,17 +88,21 @@ func Open(cfg Config, opts ...Option) (*Mirror, error) {
 	if cfg.TombstoneRetention == 0 {
 		cfg.TombstoneRetention = DefaultTombstoneRetention
 	}
-	server, err := requestor.ServerAddress(cfg.Requestor.Server)
-	if err != nil {
-		return nil, err
+	m := &Mirror{cfg: cfg, write: pebble.NoSync}
+	if cfg.Requestor.Server != "" {
+		server, err := requestor.ServerAddress(cfg.Requestor.Server)
+		if err != nil {
+			return nil, err
+		}
+		m.server = server
 	}
-	m := &Mirror{cfg: cfg, server: server, write: pebble.NoSync}
 	if cfg.Sync {
 		m.write = pebble.Sync
 	}
 	for _, o := range opts {
 		o(m)
 	}
+	var err error
 	m.db, err = pebble.Open(cfg.Dir, &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{m.logger},
@@ -115,6 +123,9 @@ func (m *Mirror) init() error {
 	if err != nil {
 		return err
 	}
+	if format == nil && m.server == "" {
+		return fmt.Errorf("%w: %s is a new database and no server was given", requestor.ErrInvalidQuery, m.cfg.Dir)
+	}
 	if format == nil {
 		b := m.db.NewBatch()
 		defer b.Close()
@@ -129,11 +140,19 @@ func (m *Mirror) init() error {
 	if err != nil {
 		return err
 	}
+	if m.server == "" {
+		m.server = string(server)
+		m.cfg.Requestor.Server = m.server
+		return m.cfg.Requestor.Validate()
+	}
 	if string(server) != m.server {
 		return fmt.Errorf("%w: %s was filled from %s, not %s; use another directory for another server", ErrOtherServer, m.cfg.Dir, server, m.server)
 	}
 	return nil
 }
+
+// Server returns the host:port of the server the mirror follows.
+func (m *Mirror) Server() string { return m.server }
 
 // Close closes the database. Run must have returned.
 func (m *Mirror) Close() error { return m.db.Close() }

@@ -3,9 +3,7 @@ package mirror_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,16 +14,7 @@ import (
 	"github.com/alqd/alqd/requestor/requestortest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := requestortest.CheckLeaks(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { requestortest.Main(m) }
 
 var (
 	msg       = requestortest.Msg

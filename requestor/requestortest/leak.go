@@ -2,15 +2,17 @@ package requestortest
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
+	"testing"
 	"time"
 )
 
 // CheckLeaks waits up to five seconds for every goroutine running code
 // from the packages under github.com/alqd/alqd/requestor (requestortest
 // excluded) to end, and returns an error with their stacks if some do
-// not. Call it from TestMain after m.Run.
+// not.
 func CheckLeaks() error {
 	var leaked []string
 	deadline := time.Now().Add(5 * time.Second)
@@ -33,4 +35,17 @@ func CheckLeaks() error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Main runs the tests of m, then CheckLeaks when they passed, and exits
+// with the result. Call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if err := CheckLeaks(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
