@@ -68,6 +68,14 @@ const (
 	// the same connection; repeats in between are counted and reported
 	// with the next warning.
 	DefaultWarnInterval = time.Minute
+
+	// DefaultActiveIdleTimeout is ACTIVE_LQ_IDLE_TIMEOUT of RFC 7653
+	// section 6.4.
+	DefaultActiveIdleTimeout = 60 * time.Second
+
+	// DefaultActiveSendTimeout is ACTIVE_LQ_SEND_TIMEOUT of RFC 7653
+	// section 6.4.
+	DefaultActiveSendTimeout = 120 * time.Second
 )
 
 // minChunkSize keeps a bulk query from handing the loop a chunk per
@@ -155,13 +163,35 @@ type Config struct {
 	// connection. Zero means DefaultWarnInterval.
 	WarnInterval time.Duration
 
-	// Active enables Active Leasequery (RFC 7653). It must stay off (the
-	// RFC's default) until this server implements it; Validate rejects it.
+	// Active enables Active Leasequery (RFC 7653): ACTIVELEASEQUERY
+	// subscribes the connection to binding changes. Off by default, as
+	// section 9.1 requires; without it ACTIVELEASEQUERY gets NotSupported
+	// (section 9.2). It also needs a transport to run on: Insecure for
+	// plaintext TCP.
 	Active bool
 
-	// Insecure allows Active Leasequery without TLS (RFC 7653 section 9.1).
-	// It needs Active, so Validate rejects it too.
+	// Insecure allows Active Leasequery over plaintext TCP, a configuration
+	// step separate from Active (RFC 7653 section 9.1). It needs Active.
 	Insecure bool
+
+	// ActiveIdleTimeout is ACTIVE_LQ_IDLE_TIMEOUT: an Active Leasequery
+	// connection sent nothing for this long gets a LEASEQUERY-DATA without
+	// binding data (RFC 7653 section 8.4). Zero means
+	// DefaultActiveIdleTimeout; shorter values are logged at start-up,
+	// since section 6.4 advises against them.
+	ActiveIdleTimeout time.Duration
+
+	// ActiveSendTimeout is ACTIVE_LQ_SEND_TIMEOUT: an Active Leasequery
+	// connection whose output the kernel refuses for this long is closed
+	// as a slow consumer (RFC 7653 section 9.3). Zero means
+	// DefaultActiveSendTimeout.
+	ActiveSendTimeout time.Duration
+
+	// ActiveRingSize is the number of committed binding changes kept in
+	// memory for Active Leasequery connections, a power of two. A
+	// connection further behind resumes from the store. Zero means
+	// fanout.DefaultCapacity.
+	ActiveRingSize int
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -182,6 +212,8 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&c.DataTimeout, DefaultDataTimeout)
 	setDefault(&c.WarnInterval, DefaultWarnInterval)
+	setDefault(&c.ActiveIdleTimeout, DefaultActiveIdleTimeout)
+	setDefault(&c.ActiveSendTimeout, DefaultActiveSendTimeout)
 	return c
 }
 
@@ -194,8 +226,8 @@ func setDefault[T int | time.Duration](v *T, def T) {
 // Validate reports the first field that holds an unusable value. The error
 // wraps ErrInvalidConfig or ErrActiveNotAvailable.
 func (c *Config) Validate() error {
-	if c.Active || c.Insecure {
-		return fmt.Errorf("%w: leave Active and Insecure off", ErrActiveNotAvailable)
+	if err := c.validateActive(); err != nil {
+		return err
 	}
 
 	counts := []struct {
@@ -209,6 +241,7 @@ func (c *Config) Validate() error {
 		{"MaxPipelinedQueries", c.MaxPipelinedQueries},
 		{"MaxMessageSize", c.MaxMessageSize},
 		{"ChunkSize", c.ChunkSize},
+		{"ActiveRingSize", c.ActiveRingSize},
 	}
 	for _, f := range counts {
 		if f.value < 0 {
@@ -232,6 +265,8 @@ func (c *Config) Validate() error {
 		{"IdleTimeout", c.IdleTimeout},
 		{"DataTimeout", c.DataTimeout},
 		{"WarnInterval", c.WarnInterval},
+		{"ActiveIdleTimeout", c.ActiveIdleTimeout},
+		{"ActiveSendTimeout", c.ActiveSendTimeout},
 	}
 	for _, f := range durations {
 		if f.value < 0 {

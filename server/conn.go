@@ -19,18 +19,23 @@ import (
 //	  ▼                        ▼
 //	closing ◀──────────────────┘   (pending output drained or timed out) ──▶ closed
 //
-// Two more states belong to the next steps and share this machine:
-// active (an ACTIVELEASEQUERY subscription: a fanout cursor in the loop's
-// group, pumped by the loop and blocked while the connection has pending
-// output) and handover (STARTTLS accepted: the socket duplicated and served
-// by a crypto/tls goroutine, gnet's copy closed without a close reason of
-// its own).
+//	          ACTIVELEASEQUERY
+//	idle ──────────────────▶ active ──▶ closing (any further message, shutdown,
+//	                                     send timeout, store failure)
+//
+// An active connection is a subscriber in its loop's fanout group (active.go):
+// the loop pumps ring updates to it, and it is blocked while gnet holds
+// output the kernel refused. One more state belongs to a next step and
+// shares this machine: handover (STARTTLS accepted: the socket duplicated
+// and served by a crypto/tls goroutine, gnet's copy closed without a close
+// reason of its own).
 type connState uint8
 
 const (
 	stateIdle    connState = iota // reading queries; none running
 	stateBulk                     // a bulk query's producer goroutine is streaming
 	stateClosing                  // closing once pending output drains
+	stateActive                   // an ACTIVELEASEQUERY subscription runs (active.go)
 )
 
 func (st connState) String() string {
@@ -41,6 +46,8 @@ func (st connState) String() string {
 		return "bulk"
 	case stateClosing:
 		return "closing"
+	case stateActive:
+		return "active"
 	}
 	return "unknown"
 }
@@ -61,7 +68,8 @@ type conn struct {
 	state  connState
 	queue  []*request // queries read ahead of the running one
 	run    *bulkRun
-	reason CloseReason // close reason decided by the server; zero until then
+	active *activeQuery // set in stateActive
+	reason CloseReason  // close reason decided by the server; zero until then
 
 	lastActive  time.Time // last complete message received or query finished
 	lastBacklog int       // pending output at the last check
@@ -119,10 +127,16 @@ func (c *conn) inputLimit() int {
 // handleMessage dispatches one received message. msg is valid only during
 // the call.
 func (c *conn) handleMessage(msg []byte) gnet.Action {
+	if c.state == stateActive {
+		return c.onMessageWhileActive(msg)
+	}
 	switch codec.MsgType(msg[0]) {
 	case codec.MsgLeasequery:
 		return c.onLeasequery(msg)
 	case codec.MsgActiveLeasequery:
+		if c.srv.active != nil {
+			return c.onActiveLeasequery(msg)
+		}
 		// RFC 7653 section 9.2: a server without Active Leasequery answers
 		// NotSupported and then closes the connection.
 		c.reply(xidOf(msg), nil, &codec.StatusError{Code: codec.StatusNotSupported, Msg: "this server does not support Active Leasequery"})
@@ -327,6 +341,12 @@ func (c *conn) shutdown() {
 		c.run.cancel(errShutdown)
 		return
 	}
+	if c.active != nil {
+		// RFC 7653 section 8.4: LEASEQUERY-DONE with QueryTerminated and
+		// the base-time is the last message before the close.
+		c.active.terminate(c, CloseShutdown, "the server is shutting down")
+		return
+	}
 	c.closeAfterDrain(CloseShutdown)
 }
 
@@ -334,6 +354,10 @@ func (c *conn) shutdown() {
 // idle timeout (nothing received while no query runs).
 func (c *conn) checkTimeouts(now time.Time) {
 	cfg := &c.srv.cfg
+	if c.state == stateActive {
+		c.active.checkTimeouts(c, now)
+		return
+	}
 	backlog := c.gc.OutboundBuffered()
 	c.notePending(backlog, now)
 
@@ -362,6 +386,10 @@ func (c *conn) notePending(backlog int, now time.Time) {
 // checkDrain gives the running query its credit back once the pending
 // output fell to the low-water mark.
 func (c *conn) checkDrain(now time.Time) {
+	if c.active != nil {
+		c.active.checkWritable(c)
+		return
+	}
 	backlog := c.gc.OutboundBuffered()
 	c.notePending(backlog, now)
 	if backlog > creditBacklog*c.srv.cfg.ChunkSize {
@@ -408,6 +436,9 @@ func (c *conn) closed(err error) {
 	if c.run != nil {
 		c.run.cancel(errConnClosed)
 		c.run = nil
+	}
+	if c.active != nil {
+		c.active.release(c)
 	}
 	c.stopDraining()
 	if c.loop != nil {

@@ -152,7 +152,11 @@ func (s *Server) pollDrains(stop <-chan struct{}) {
 // shortest timeout, between 5 ms and 1 s, so a timeout fires at most about
 // 10% late.
 func (s *Server) sweepInterval() time.Duration {
-	d := min(s.cfg.IdleTimeout, s.cfg.DataTimeout) / 10
+	d := min(s.cfg.IdleTimeout, s.cfg.DataTimeout)
+	if s.cfg.Active {
+		d = min(d, s.cfg.ActiveIdleTimeout, s.cfg.ActiveSendTimeout)
+	}
+	d /= 10
 	return min(max(d, 5*time.Millisecond), time.Second)
 }
 

@@ -8,9 +8,9 @@ var (
 	ErrInvalidConfig = errors.New("server: invalid config")
 
 	// ErrActiveNotAvailable is wrapped by Config.Validate when Config.Active
-	// or Config.Insecure is set: this build answers ACTIVELEASEQUERY with
-	// NotSupported, as a Bulk-only server does (RFC 7653 section 9.2).
-	ErrActiveNotAvailable = errors.New("server: Active Leasequery is not available in this build")
+	// is set without a transport it may run on: plaintext TCP needs
+	// Config.Insecure as a separate step (RFC 7653 section 9.1).
+	ErrActiveNotAvailable = errors.New("server: Active Leasequery has no transport to run on")
 
 	// ErrEngineStopped is returned by Server.Run when the gnet engine stops
 	// without Shutdown having been called, for example after accept(2)

@@ -17,6 +17,7 @@ type loop struct {
 	conns    map[*conn]struct{}
 	draining map[*conn]struct{} // connections whose bulk query waits for output to drain
 	scratch  []byte             // encoding buffer for replies written at once
+	active   *loopActive        // Active Leasequery group and sink; nil when Active is off
 
 	// queued keeps at most one sweep and one drain check waiting in the
 	// loop's task queue, so a busy loop does not pile them up.
@@ -25,12 +26,16 @@ type loop struct {
 }
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
-	return &loop{
+	l := &loop{
 		srv:      s,
 		el:       el,
 		conns:    make(map[*conn]struct{}),
 		draining: make(map[*conn]struct{}),
 	}
+	if s.active != nil {
+		l.active = s.active.newLoop(l)
+	}
+	return l
 }
 
 // execute runs fn on the loop. It fails only while gnet shuts the engine
@@ -76,5 +81,8 @@ func (l *loop) checkDrains() {
 func (l *loop) shutdown() {
 	for c := range l.conns {
 		c.shutdown()
+	}
+	if l.active != nil {
+		l.active.shutdown()
 	}
 }

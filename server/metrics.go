@@ -27,6 +27,8 @@ type Metrics struct {
 	tcpBindings, udpBindings prometheus.Counter
 	tcpSent, udpSent         prometheus.Counter
 	tcpReceived, udpReceived prometheus.Counter
+
+	active activeMetrics
 }
 
 // NewMetrics creates the collectors and registers them with reg; a nil reg
@@ -72,6 +74,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Bindings left out of a reply because they could not be encoded.",
 		}),
 	}
+	m.active.init()
 	for _, r := range closeReasons {
 		m.closed.WithLabelValues(r.String())
 	}
@@ -84,10 +87,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		m.connections, m.accepted, m.closed, m.queries, m.bindingsSent,
 		m.bytesSent, m.bytesRecv, m.storeLatency, m.encodeErrors,
-	} {
+	}, m.active.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -10,13 +10,14 @@ const (
 	CloseReadError                                 // read(2) failed
 	CloseWriteError                                // write(2) failed
 	CloseProtocolViolation                         // bad framing, unexpected message type, flooding
-	CloseSlowConsumer                              // no write progress for the data timeout (BULK_LQ_DATA_TIMEOUT)
+	CloseSlowConsumer                              // no write progress for BULK_LQ_DATA_TIMEOUT, or blocked for ACTIVE_LQ_SEND_TIMEOUT
 	CloseIdle                                      // nothing or only part of a frame received for the idle timeout
 	CloseTooManyConnections                        // over the server-wide or per-requestor connection limit
 	CloseNotAllowed                                // requestor not on the allow-list
 	CloseNotSupported                              // ACTIVELEASEQUERY on a server without Active Leasequery
 	CloseQueryAborted                              // a bulk query failed after its first reply (store error)
 	CloseShutdown                                  // server shutdown
+	CloseQueryRejected                             // an ACTIVELEASEQUERY answered with an error status (RFC 7653 section 9.3)
 )
 
 // String returns the label used in logs and metrics, such as "slow_consumer".
@@ -44,6 +45,8 @@ func (r CloseReason) String() string {
 		return "query_aborted"
 	case CloseShutdown:
 		return "shutdown"
+	case CloseQueryRejected:
+		return "query_rejected"
 	}
 	return "unknown"
 }
@@ -52,5 +55,5 @@ func (r CloseReason) String() string {
 var closeReasons = []CloseReason{
 	ClosePeerClosed, CloseReadError, CloseWriteError, CloseProtocolViolation,
 	CloseSlowConsumer, CloseIdle, CloseTooManyConnections, CloseNotAllowed,
-	CloseNotSupported, CloseQueryAborted, CloseShutdown,
+	CloseNotSupported, CloseQueryAborted, CloseShutdown, CloseQueryRejected,
 }

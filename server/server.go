@@ -47,6 +47,8 @@ type Server struct {
 	drainWake    chan struct{} // wakes pollDrains when drainWaiters leaves 0
 	nextID       atomic.Uint64
 	nextSweep    time.Time // ticker goroutine only
+
+	active *activeServer // Active Leasequery; nil when Config.Active is off
 }
 
 // Option sets a hook of a Server: logger, metrics or clock.
@@ -72,6 +74,9 @@ func New(cfg Config, src Store, opts ...Option) (*Server, error) {
 	}
 	if src == nil {
 		return nil, fmt.Errorf("%w: the store is nil", ErrInvalidConfig)
+	}
+	if _, ok := src.(ActiveStore); cfg.Active && !ok {
+		return nil, fmt.Errorf("%w: Active Leasequery needs a store that also implements ActiveStore", ErrInvalidConfig)
 	}
 	cfg = cfg.withDefaults()
 	cfg.Allow = unmapPrefixes(cfg.Allow)
@@ -127,6 +132,15 @@ func (s *Server) Run() error {
 		s.log.Warn("connection limit lowered to fit the open file limit",
 			"max_conns", fit, "configured", s.cfg.MaxConns, "nofile", limit)
 		s.maxConns = fit
+	}
+
+	if s.cfg.Active {
+		if err := s.startActive(); err != nil {
+			s.markReady()
+			return err
+		}
+		defer s.active.stop()
+		s.warnShortTimeouts()
 	}
 
 	stopPoll := make(chan struct{})
