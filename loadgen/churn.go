@@ -208,7 +208,7 @@ const arenaChunk = 64 << 10
 // Churn generates binding changes: a population of clients, each on one
 // link behind one relay, each with an IA_NA address and maybe an IA_PD
 // prefix, doing one event after another. Each event picks a client
-// uniformly at random; a client without bindings gets new ones, a client
+// uniformly at random. A client without bindings gets new ones. A client
 // with bindings renews, releases them or lets them expire, with the
 // configured odds. An event of a client with a prefix gives two changes,
 // IA_NA first.
