@@ -9,11 +9,11 @@ import (
 )
 
 // Active sends one ACTIVELEASEQUERY and calls fn for every event until the
-// connection ends, which it always does with an error: ctx's error, the
-// error fn returned, ErrReceiveTimeout after Config.ReceiveTimeout without a
-// message, ErrConnectionLost, a *ProtocolError, or a *codec.StatusError for
-// a LEASEQUERY-REPLY that rejected the query or a LEASEQUERY-DONE that ended
-// it (QueryTerminated when the server shuts down). The Conn is unusable
+// connection ends. It always returns an error: ctx's error, the error fn
+// returned, ErrReceiveTimeout after Config.ReceiveTimeout without a message,
+// ErrConnectionLost, or a *ProtocolError. A LEASEQUERY-REPLY that rejected
+// the query, or a LEASEQUERY-DONE that ended it (QueryTerminated when the
+// server shuts down), gives a *codec.StatusError. The Conn is unusable
 // afterwards. Active applies no reconnect or resume logic; Watcher does.
 func (c *Conn) Active(ctx context.Context, q ActiveQuery, fn func(Event) error) error {
 	return c.active(ctx, q, SourceActive, func(evs []Event) error {

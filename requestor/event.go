@@ -61,8 +61,8 @@ type MessageInfo struct {
 
 	// Received is the local time the message was read. LocalBase is the
 	// local time that corresponds to BaseTime under the current skew
-	// estimate, or Received when there is no base-time; lifetimes and
-	// OPTION_CLT_TIME count from it.
+	// estimate, or Received when there is no base-time. Lifetimes and
+	// OPTION_CLT_TIME count from LocalBase.
 	Received  time.Time
 	LocalBase time.Time
 
@@ -107,8 +107,8 @@ func (t BindingType) String() string {
 type State uint8
 
 // Binding states. A server reports a released or expired binding with a
-// valid lifetime of 0 (RFC 8415 reads a zero valid lifetime as "no longer
-// valid"); which of the two it was does not reach the requestor.
+// valid lifetime of 0, which RFC 8415 reads as "no longer valid". Which of
+// the two it was does not reach the requestor.
 const (
 	StateActive State = iota + 1 // valid lifetime above 0
 	StateEnded                   // valid lifetime 0: released, expired or removed
@@ -206,7 +206,7 @@ func (e CatchUpComplete) Info() MessageInfo { return e.MessageInfo }
 
 // DataMissing reports status DataMissing in a LEASEQUERY-REPLY or
 // LEASEQUERY-DATA: the server no longer has every change since StartTime,
-// catch-up is over, and the changes between StartTime and the message's
+// and catch-up is over. The changes between StartTime and the message's
 // BaseTime must be fetched with a Bulk Leasequery (RFC 7653 section 8.4.1).
 type DataMissing struct {
 	MessageInfo

@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// Checkpoint is where a Watcher resumes: the OPTION_LQ_START_TIME for the
-// next ACTIVELEASEQUERY, a time in the server's clock. Store it together
-// with the bindings it covers; the zero value means there is none.
+// Checkpoint is the resume point of a Watcher: the OPTION_LQ_START_TIME for
+// the next ACTIVELEASEQUERY, a time in the server's clock. Store it together
+// with the bindings it covers. The zero value means there is none.
 type Checkpoint struct {
 	StartTime uint32
 	Valid     bool
@@ -191,8 +191,7 @@ type watchRun struct {
 	reports chan report
 	wg      sync.WaitGroup
 
-	attempts    int
-	initialDone bool
+	attempts int
 
 	// The active connection.
 	activeSeq     int
@@ -207,18 +206,16 @@ type watchRun struct {
 	hasFirstBase  bool
 
 	// The recovery or initial bulk.
-	recSeq       int
-	recSource    Source
-	recCancel    context.CancelFunc
-	recRunning   bool
-	recPending   bool // a DataMissing interval is not recovered yet
-	recWanted    bool // start the recovery once the current message is delivered
-	recWindow    window
-	recAt        time.Time
-	recTimer     *time.Timer
-	recTimerC    <-chan time.Time
-	recBindings  int
-	lastEndError error
+	recSeq      int
+	recSource   Source
+	recCancel   context.CancelFunc
+	recPending  bool // a DataMissing interval is not recovered yet
+	recWanted   bool // start the recovery once the current message is delivered
+	recWindow   window
+	recAt       time.Time
+	recTimer    *time.Timer
+	recTimerC   <-chan time.Time
+	recBindings int
 }
 
 func (r *watchRun) loop() error {
@@ -261,7 +258,6 @@ func (r *watchRun) begin() error {
 	if !r.w.Checkpoint().Valid && r.w.req.Initial == InitialBulk {
 		return r.startBulk(SourceInitial)
 	}
-	r.initialDone = true
 	r.startActive()
 	return nil
 }
@@ -348,7 +344,6 @@ func (r *watchRun) startBulk(source Source) error {
 	}
 	r.recSeq++
 	r.recSource = source
-	r.recRunning = true
 	r.recAt = time.Now()
 	r.recBindings = 0
 	r.hasFirstBase = false
@@ -456,7 +451,6 @@ func (r *watchRun) activeEnded(err error) error {
 	if r.ctx.Err() != nil {
 		return r.ctx.Err()
 	}
-	r.lastEndError = err
 	final := Permanent(err) || (r.w.req.MaxAttempts > 0 && r.attempts >= r.w.req.MaxAttempts)
 	d := Disconnected{Err: err}
 	if !final {
@@ -491,7 +485,6 @@ func (r *watchRun) bulkEvents(evs []Event) error {
 
 // bulkEnded handles the end of the initial or recovery bulk.
 func (r *watchRun) bulkEnded(err error) error {
-	r.recRunning = false
 	r.recCancel()
 	r.recCancel = nil
 	source := r.recSource
@@ -512,7 +505,6 @@ func (r *watchRun) bulkEnded(err error) error {
 	if source == SourceInitial {
 		// Changes made while the bulk ran come as catch-up from its
 		// earliest base-time; without base-times only live changes can.
-		r.initialDone = true
 		if r.hasFirstBase {
 			r.w.setCheckpoint(Checkpoint{StartTime: r.firstBaseTime, Valid: true})
 		}

@@ -5,11 +5,11 @@
 // # How it fills and follows
 //
 // A Mirror runs a requestor.Watcher. With an empty database it first brings
-// the copy up to date the way RFC 7653 section 4 describes: a Bulk
-// Leasequery with the configured queries (for example one
-// QUERY_BY_LINK_ADDRESS per link), then an active query with catch-up from
-// the earliest base-time of that bulk, so that changes made while the bulk
-// ran arrive as catch-up. Without bulk queries it asks the active query
+// the copy up to date the way RFC 7653 section 4 describes. A Bulk
+// Leasequery runs the configured queries, for example one
+// QUERY_BY_LINK_ADDRESS per link. Then the active query asks for catch-up
+// from the earliest base-time of that bulk, so that changes made while the
+// bulk ran arrive as catch-up. Without bulk queries it asks the active query
 // itself for catch-up from start time 0, which a server whose history
 // holds every current binding (as alqd's does) answers with all of them.
 // DataMissing is answered with the configured bulk queries for the missing

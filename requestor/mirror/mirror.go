@@ -269,8 +269,8 @@ func (m *Mirror) Prune(cutoff time.Time) (int, error) {
 
 // Run follows the server until ctx ends or the Watcher stops (see
 // requestor.Watcher.Run), storing every binding with the checkpoint after
-// it. fn, when not nil, sees every event after it is stored; its error
-// ends Run. Run prunes tombstones at start and every
+// it. fn, when not nil, is called with every event after it is stored,
+// and its error ends Run. Run prunes tombstones at start and every
 // TombstoneRetention/24.
 func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error {
 	resume, err := m.Checkpoint()
