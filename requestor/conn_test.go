@@ -523,3 +523,32 @@ func TestActiveDataMissingMidCatchUp(t *testing.T) {
 		t.Errorf("events = %v, want %v", got, want)
 	}
 }
+
+// TestBulkSendTimeout pipelines far more queries than the socket buffers
+// hold to a server that never reads them, so the write blocks until
+// BulkDataTimeout (RFC 7653 section 8.3).
+func TestBulkSendTimeout(t *testing.T) {
+	done := make(chan struct{})
+	srv := requestortest.NewServer(t, func(c *requestortest.Conn) {
+		c.SetReadBuffer(4096)
+		<-done // never reads
+	})
+	t.Cleanup(func() { close(done) }) // runs before the server's Close
+	cfg := testConfig(srv.Addr())
+	cfg.BulkDataTimeout = 200 * time.Millisecond
+	conn, err := requestor.Dial(testContext(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// About 8 MB of queries: twice the usual 4 MB maximum of tcp_wmem, with
+	// the server's receive buffer shrunk to 4 KiB.
+	queries := make([]requestor.Query, 150_000)
+	for i := range queries {
+		queries[i] = linkQuery
+	}
+	err = conn.BulkPipelined(testContext(t), queries, func(requestor.Event) error { return nil })
+	if !errors.Is(err, requestor.ErrSendTimeout) {
+		t.Errorf("BulkPipelined error = %v, want ErrSendTimeout", err)
+	}
+}

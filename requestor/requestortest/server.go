@@ -231,3 +231,12 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// SetReadBuffer shrinks the kernel receive buffer of the connection, so
+// that a server that stops reading blocks the requestor's writes sooner.
+func (c *Conn) SetReadBuffer(n int) error {
+	if tc, ok := c.raw.(*net.TCPConn); ok {
+		return tc.SetReadBuffer(n)
+	}
+	return nil
+}
