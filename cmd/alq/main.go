@@ -22,7 +22,7 @@ func main() {
 	os.Exit(code)
 }
 
-// env is what a command writes to.
+// env holds the outputs of a command.
 type env struct {
 	stdout   io.Writer
 	stderr   io.Writer

@@ -447,3 +447,32 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+func TestWatchText(t *testing.T) {
+	frames, _ := requestortest.Frames(vector(t, "stream_act_s2c"))
+	srv := requestortest.NewServer(t, func(c *requestortest.Conn) {
+		r, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		for _, f := range frames {
+			c.Send(requestortest.WithXID(f, r.Msg.TransactionID))
+		}
+	})
+	_, stdout, _ := alq(t, "watch", "--server", srv.Addr(), "--start-time", "2025-12-31T23:00:00Z", "--max-attempts", "1")
+	for _, want := range []string{
+		"connected to " + srv.Addr() + " (attempt 1), catching up from 820537200",
+		"IA_NA 2001:db8:1::10 client 000300010000" + "5e005301 active valid 3540",
+		"IA_PD 2001:db8:100:1200::/56",
+		"ended valid 0",
+		"(catch-up)",
+		"catch-up complete at server time 820540801 (2026-01-01T00:00:01Z)",
+		"keepalive at server time 820540861",
+		"done: QueryTerminated (server shutting down)",
+		"disconnected:",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
