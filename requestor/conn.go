@@ -38,7 +38,8 @@ type Conn struct {
 	cfg    Config
 	server string
 
-	nc     net.Conn // TCP, or TLS over it after STARTTLS
+	raw    net.Conn // the TCP connection
+	nc     net.Conn // raw, or TLS over it after STARTTLS
 	frames *codec.FrameReader
 	dec    messageDecoder
 	wbuf   []byte
@@ -79,7 +80,7 @@ func dial(ctx context.Context, cfg Config, skew *skewEstimator) (*Conn, error) {
 		return nil, fmt.Errorf("%w: TCP connection to %s failed: %w", ErrUnreachable, addr, err)
 	}
 
-	c := &Conn{cfg: cfg, server: addr, nc: nc}
+	c := &Conn{cfg: cfg, server: addr, raw: nc, nc: nc}
 	c.dec.skew = skew
 	var x [4]byte
 	_, _ = rand.Read(x[:])
@@ -169,9 +170,11 @@ func (c *Conn) wasCompleted(xid uint32) bool {
 }
 
 // watch makes a cancelled ctx wake any blocked read or write; call the
-// returned function when the operation is over.
+// returned function when the operation is over. It sets the deadline on the
+// TCP connection, which a TLS connection on top of it obeys too, because
+// c.nc changes during STARTTLS.
 func (c *Conn) watch(ctx context.Context) (stop func() bool) {
-	return context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	return context.AfterFunc(ctx, func() { c.raw.SetDeadline(aLongTimeAgo) })
 }
 
 // write sends b, giving up after BulkDataTimeout (RFC 7653 section 8.3).

@@ -1,6 +1,7 @@
 package requestor_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -129,5 +130,20 @@ func TestStartTLSSuccess(t *testing.T) {
 	}
 	if a, b := <-xids, <-xids; a == b {
 		t.Errorf("STARTTLS and the query share transaction-id %#06x", a)
+	}
+}
+
+func TestStartTLSCancelled(t *testing.T) {
+	srv := requestortest.NewServer(t, func(c *requestortest.Conn) {
+		c.Expect(codec.MsgStartTLS)
+		c.WaitClosed(5 * time.Second) // never answers
+	})
+	cfg := testConfig(srv.Addr())
+	cfg.StartTLSTimeout = 10 * time.Second
+	cfg.TLS = requestortest.NewPKI(t).ClientConfig()
+	ctx, cancel := context.WithCancel(testContext(t))
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if _, err := requestor.Dial(ctx, cfg); !errors.Is(err, context.Canceled) {
+		t.Errorf("Dial error = %v, want context.Canceled", err)
 	}
 }
