@@ -535,3 +535,41 @@ func TestNewWatcherRejectsBadRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestWatcherDataMissingMidCatchUp loses the server's history after some
+// catch-up data: the recovery covers the start time to the DataMissing
+// base-time, and no catch-up base-time ever becomes the checkpoint.
+func TestWatcherDataMissingMidCatchUp(t *testing.T) {
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		c.Send(msg(codec.MsgLeasequeryReply, x, optBase(3000), binding(client1, "2001:db8:1::1", 5, 100, 200)),
+			msg(codec.MsgLeasequeryData, x, optBase(3001), binding(client2, "2001:db8:1::2", 5, 100, 200)),
+			msg(codec.MsgLeasequeryData, x, optStatus(codec.StatusDataMissing, "trimmed"), optBase(3002)),
+			msg(codec.MsgLeasequeryData, x, optBase(3003), binding(client2, "2001:db8:1::2", 0, 100, 200)))
+		c.WaitClosed(5 * time.Second)
+	}, func(n int, c *requestortest.Conn, q requestortest.Received) {
+		s, okS := startTime(q)
+		e, okE := endTime(q)
+		if !okS || !okE || s != 2500 || e != 3002 {
+			t.Errorf("recovery interval = %d to %d, want 2500 to 3002", s, e)
+		}
+		c.Send(msg(codec.MsgLeasequeryReply, q.Msg.TransactionID))
+	})
+	req := requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: 2500, Valid: true}, Recovery: []requestor.Query{linkQuery}}
+	_, got, err := watch(t, testConfig(ws.Addr()), req, func(ev requestor.Event) bool {
+		_, ok := ev.(requestor.RecoveryDone)
+		return ok
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("Run error = %v", err)
+	}
+	for _, s := range got[:len(got)-1] {
+		if s.checkpoint.StartTime != 2500 {
+			t.Errorf("checkpoint = %d at %T before the recovery ended, want 2500", s.checkpoint.StartTime, s.ev)
+		}
+	}
+	// The live binding after DataMissing (3003) was delivered before the
+	// recovery ended, or the checkpoint is the DataMissing base-time.
+	if last := got[len(got)-1].checkpoint.StartTime; last != 3003 && last != 3002 {
+		t.Errorf("checkpoint after the recovery = %d, want 3002 or 3003", last)
+	}
+}
