@@ -65,6 +65,11 @@ func openSelection(src Store, r *request, now time.Time, m *Metrics) (*selection
 	link := r.query.LinkAddress
 
 	if r.timeRange() {
+		// NOTE: a start time below the store's history floor is answered
+		// like any other, without the released bindings that Trim removed.
+		// RFC 7653 section 8.4.1 sends a requestor here after DataMissing,
+		// with exactly such a start time, so refusing it would leave no way
+		// to recover.
 		s.from, s.until = r.window(now)
 	}
 
