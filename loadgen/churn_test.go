@@ -353,3 +353,19 @@ func TestChurnNextAllocatesRarely(t *testing.T) {
 		t.Errorf("Next of 64 bindings allocates %v times, want at most one arena block", allocs)
 	}
 }
+
+func TestClientDUID(t *testing.T) {
+	d := ClientDUID(77, fixedNow)
+	if n, ok := ClientNumber(d); !ok || n != 77 {
+		t.Errorf("ClientNumber(%x) = %d, %v; want 77", d, n, ok)
+	}
+	if got, ok := StampFromDUID(d); !ok || !got.Equal(fixedNow) {
+		t.Errorf("StampFromDUID(%x) = %v, %v; want %v", d, got, ok, fixedNow)
+	}
+	if _, ok := StampFromDUID(ClientDUID(77, time.Time{})); ok {
+		t.Error("a DUID made without a time carries a stamp")
+	}
+	if _, err := codec.ParseDUID(d); err != nil {
+		t.Errorf("ParseDUID(%x): %v", d, err)
+	}
+}

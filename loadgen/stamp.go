@@ -97,6 +97,17 @@ func appendClientDUID(b []byte, i uint32, stamp uint64) []byte {
 	return binary.BigEndian.AppendUint64(b, stamp)
 }
 
+// ClientDUID returns the DUID a Churn gives client i, stamped with
+// sendTime, or unstamped when sendTime is zero: for servers and tests that
+// produce stamped updates themselves. The result is a new slice.
+func ClientDUID(i uint32, sendTime time.Time) []byte {
+	stamp := uint64(0)
+	if !sendTime.IsZero() {
+		stamp = stampValue(sendTime)
+	}
+	return appendClientDUID(make([]byte, 0, clientDUIDLen), i, stamp)
+}
+
 // appendVendorStamp appends the OPTION_VENDOR_OPTS that carries a relay
 // stamp.
 func appendVendorStamp(b []byte, stamp uint64) []byte {
