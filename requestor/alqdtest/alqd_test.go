@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,24 +69,37 @@ func startAlqd(t *testing.T) (tcp, udp string) {
 	return startAlqdAllowing(t, netip.MustParsePrefix("::1/128"))
 }
 
-// startAlqdAllowing starts alqd allowing the requestors in allow.
+// startAlqdAllowing starts alqd with the fixtures, allowing the requestors
+// in allow.
 func startAlqdAllowing(t *testing.T, allow netip.Prefix) (tcp, udp string) {
 	t.Helper()
 	clock := func() time.Time { return now }
+	st := openStore(t, clock)
+	if _, err := st.Apply(context.Background(), fixtures, nil); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := startServer(t, st, server.Config{Allow: []netip.Prefix{allow}}, clock)
+	return srv.Addr().String(), srv.UDPAddr().String()
+}
+
+// openStore opens a store in a temporary directory with the given clock.
+func openStore(t *testing.T, clock func() time.Time) *store.Store {
+	t.Helper()
 	st, err := store.Open(t.TempDir(), store.Options{NoSync: true, TrimInterval: -1, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	if _, err := st.Apply(context.Background(), fixtures, nil); err != nil {
-		t.Fatal(err)
-	}
+	return st
+}
 
-	cfg := server.Config{
-		Listen:     "[::1]:0",
-		ListenUDP:  "[::1]:0",
-		Allow:      []netip.Prefix{allow},
-		EventLoops: 1,
+// startServer runs alqd on [::1] port 0 (TCP and UDP) with cfg. The
+// returned stop shuts it down; the test's cleanup calls it too.
+func startServer(t *testing.T, st *store.Store, cfg server.Config, clock func() time.Time) (*server.Server, func()) {
+	t.Helper()
+	cfg.Listen, cfg.ListenUDP, cfg.EventLoops = "[::1]:0", "[::1]:0", 1
+	if cfg.Allow == nil {
+		cfg.Allow = []netip.Prefix{netip.MustParsePrefix("::1/128")}
 	}
 	srv, err := server.New(cfg, st, server.WithClock(clock), server.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
@@ -100,15 +114,19 @@ func startAlqdAllowing(t *testing.T, allow netip.Prefix) (tcp, udp string) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("alqd not ready after 10 s")
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("alqd shutdown: %v", err)
-		}
-		<-runErr
-	})
-	return srv.Addr().String(), srv.UDPAddr().String()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("alqd shutdown: %v", err)
+			}
+			<-runErr
+		})
+	}
+	t.Cleanup(stop)
+	return srv, stop
 }
 
 func config(addr string) requestor.Config {
