@@ -1,4 +1,4 @@
-// Package alqdtest runs the requestor and the alq command against the
+// Package alqdtest runs the requestor and the mirror against the
 // alqd server started in-process on loopback, with a store in a temporary
 // directory.
 package alqdtest
