@@ -57,15 +57,14 @@ func (a *activeServer) stop() { a.pub.stopped.Store(true) }
 
 // validateActive checks the Active Leasequery settings. RFC 7653 section
 // 9.1 keeps Active Leasequery off by default and makes plaintext operation
-// a second explicit step, so Active alone has no transport: it needs
-// Insecure. Secure mode (STARTTLS) is the other transport, accepted here
-// once the server offers it.
+// a second explicit step, so Active alone has no transport: it needs TLS
+// (secure mode), Insecure (plaintext TCP), or both.
 func (c *Config) validateActive() error {
 	if c.Insecure && !c.Active {
-		return fmt.Errorf("%w: Insecure allows plaintext Active Leasequery and needs Active", ErrInvalidConfig)
+		return fmt.Errorf("%w: Insecure allows plaintext next to Active Leasequery or TLS and needs one of them", ErrInvalidConfig)
 	}
 	if c.Active && !c.Insecure {
-		return fmt.Errorf("%w: Active is set, but TLS (secure mode) is not configured and Insecure is not set; set Insecure to serve Active Leasequery over plaintext TCP", ErrActiveNotAvailable)
+		return fmt.Errorf("%w: Active is set, but TLS (secure mode) is not configured and Insecure is not set; configure TLS, or set Insecure to serve Active Leasequery over plaintext TCP", ErrActiveNotAvailable)
 	}
 	if err := (fanout.Config{Capacity: c.ActiveRingSize}).Validate(); err != nil {
 		return fmt.Errorf("%w: ActiveRingSize is %d, want 0 (default) or a power of two: %w", ErrInvalidConfig, c.ActiveRingSize, err)
@@ -88,6 +87,7 @@ func (s *Server) warnShortTimeouts() {
 // its subscriber in the loop's fanout group and what every message it is
 // sent carries. It is touched only on the connection's event loop.
 type activeQuery struct {
+	conn   *conn
 	la     *loopActive
 	sub    *fanout.Subscriber
 	filter fanout.Filter
@@ -95,8 +95,13 @@ type activeQuery struct {
 	view   int       // viewPlain or viewRelay
 
 	// catchingUp is set while a catch-up from OPTION_LQ_START_TIME runs:
-	// CatchUpComplete is still due (RFC 7653 section 9.3).
-	catchingUp bool
+	// CatchUpComplete is still due (RFC 7653 section 9.3). It is sent once
+	// the subscriber's cursor reaches catchUpTarget, the ring's last Seq
+	// when the query arrived: every change up to it has then been sent or
+	// was not selected. The fanout CaughtUp callback is not enough, because
+	// a subscriber may join a walk that is still behind the ring's head.
+	catchingUp    bool
+	catchUpTarget uint64
 
 	// blocked is set while the kernel refuses the connection's output
 	// (RFC 7653 section 2); blockedSince is when it started, for
@@ -218,6 +223,7 @@ func (c *conn) startActive(r *request, filter fanout.Filter) gnet.Action {
 	m := &s.metrics.active
 	now := s.clock()
 	q := &activeQuery{
+		conn:   c,
 		la:     la,
 		filter: filter,
 		head:   replyHead{xid: r.xid, serverID: s.policy.serverID, clientID: r.clientID, framed: true, baseTime: r.wantBaseTime},
@@ -228,6 +234,7 @@ func (c *conn) startActive(r *request, filter fanout.Filter) gnet.Action {
 
 	// Catch-up cursor.
 	after := a.ring.LastSeq()
+	q.catchUpTarget = after
 	var status *codec.StatusError
 	if r.hasStart {
 		start := codec.TimeFromDHCPNear(r.start, now)
@@ -280,9 +287,9 @@ func (c *conn) startActive(r *request, filter fanout.Filter) gnet.Action {
 		"catch_up", q.catchingUp, "after_seq", after)
 
 	q.writeControl(c, b)
-	if q.catchingUp && !sub.CatchingUp() {
-		// Nothing changed since the start time.
-		q.catchUpComplete(c)
+	if q.catchingUp {
+		la.catching = append(la.catching, q)
+		q.checkCatchUp()
 	}
 	return gnet.None
 }
@@ -328,6 +335,14 @@ func (q *activeQuery) appendStatusData(b []byte, now time.Time, status *codec.St
 	return head.end(b, start)
 }
 
+// checkCatchUp sends CatchUpComplete once the cursor has passed the
+// catch-up target.
+func (q *activeQuery) checkCatchUp() {
+	if q.catchingUp && q.sub != nil && q.sub.Seq() >= q.catchUpTarget {
+		q.catchUpComplete(q.conn)
+	}
+}
+
 // catchUpComplete ends the catch-up phase with a LEASEQUERY-DATA carrying
 // CatchUpComplete (RFC 7653 section 9.3).
 func (q *activeQuery) catchUpComplete(c *conn) {
@@ -339,9 +354,9 @@ func (q *activeQuery) catchUpComplete(c *conn) {
 		return
 	}
 	c.loop.scratch = b
-	q.writeControl(c, b)
 	c.srv.metrics.active.catchUpsCompleted.Inc()
 	c.log.Info("catch-up complete", "xid", q.head.xid)
+	q.writeControl(c, b)
 }
 
 // dataMissing handles a store scan that started below the history floor:
@@ -383,8 +398,8 @@ func (q *activeQuery) keepalive(c *conn) {
 		return
 	}
 	c.loop.scratch = b
-	q.writeControl(c, b)
 	c.srv.metrics.active.keepalives.Inc()
+	q.writeControl(c, b)
 }
 
 // terminate ends the active query with a LEASEQUERY-DONE carrying

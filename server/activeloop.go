@@ -38,6 +38,10 @@ type loopActive struct {
 	iov   [][]byte // writev slices of one Deliver
 	heads []byte   // headers of one Deliver
 
+	// catching lists the queries of the loop whose catch-up may still
+	// need CatchUpComplete; checkCatchUps drops the others.
+	catching []*activeQuery
+
 	// aged holds the bodies of this Pump moved on to nowSec; agedCache finds
 	// them again, since a walk hands the same update to many connections.
 	aged      []byte
@@ -97,7 +101,25 @@ func (la *loopActive) runPump(context.Context) error {
 	}
 	la.aged = la.aged[:0]
 	la.group.Pump(la)
+	la.checkCatchUps()
 	return nil
+}
+
+// checkCatchUps sends CatchUpComplete to the queries whose cursor the Pump
+// moved past their catch-up target.
+func (la *loopActive) checkCatchUps() {
+	if len(la.catching) == 0 {
+		return
+	}
+	kept := la.catching[:0]
+	for _, q := range la.catching {
+		q.checkCatchUp()
+		if q.catchingUp && q.sub != nil {
+			kept = append(kept, q)
+		}
+	}
+	clear(la.catching[len(kept):])
+	la.catching = kept
 }
 
 // queryOf returns the active query that owns s, or nil when the connection
@@ -240,15 +262,13 @@ func runDownAt(b []byte, elapsed uint32) {
 	binary.BigEndian.PutUint32(b, runDown(binary.BigEndian.Uint32(b), elapsed))
 }
 
-// CaughtUp sends CatchUpComplete the first time a catch-up from
-// OPTION_LQ_START_TIME ends; later resyncs (after a lap or a block) are
-// not part of the catch-up phase and send nothing (fanout.Sink).
+// CaughtUp checks whether a catch-up from OPTION_LQ_START_TIME is complete;
+// the end of later resyncs (after a lap or a block) is not part of the
+// catch-up phase and sends nothing (fanout.Sink).
 func (la *loopActive) CaughtUp(s *fanout.Subscriber) {
-	c, q := queryOf(s)
-	if q == nil || !q.catchingUp {
-		return
+	if _, q := queryOf(s); q != nil {
+		q.checkCatchUp()
 	}
-	q.catchUpComplete(c)
 }
 
 // Failed handles a store scan that failed for s: DataMissing when the scan
