@@ -138,15 +138,26 @@ func newKeaSnapshot(leases []keatest.Lease) (keaSnapshot, error) {
 	return s, nil
 }
 
-// directClients returns the DUIDs of the clients that have a lease
-// without relay information, sorted.
-func (s keaSnapshot) directClients() [][]byte {
+// directClients returns the DUIDs of the clients that have a lease in Kea,
+// or a binding in view, without relay information, sorted and without
+// repeats. view may be nil.
+func (s keaSnapshot) directClients(view map[bindingKey]observed) [][]byte {
 	seen := make(map[string]bool)
 	var duids [][]byte
+	add := func(duid []byte) {
+		if !seen[string(duid)] {
+			seen[string(duid)] = true
+			duids = append(duids, duid)
+		}
+	}
 	for _, l := range s.leases {
-		if len(l.Relays) == 0 && !seen[string(l.DUID)] {
-			seen[string(l.DUID)] = true
-			duids = append(duids, l.DUID)
+		if len(l.Relays) == 0 {
+			add(l.DUID)
+		}
+	}
+	for _, o := range view {
+		if !o.Relayed {
+			add(o.ClientID)
 		}
 	}
 	slices.SortFunc(duids, bytes.Compare)
@@ -352,6 +363,52 @@ func (s keaSnapshot) compareView(view map[bindingKey]observed, want func(keatest
 		}
 	}
 	return c
+}
+
+// compareViews lists the differences between two requestors' views of the
+// same bindings: the same keys, clients and relay data, and the same state,
+// except that a binding one side still has as active may have run out by
+// the base-time of the other side's reply. CLTTs are not compared: a reply
+// that groups several bindings of a client sends the newest CLTT of the
+// group, and the groups differ between bulk and active replies.
+func compareViews(a, b map[bindingKey]observed) []string {
+	var problems []string
+	for _, k := range sortedKeys(a) {
+		if _, ok := b[k]; !ok {
+			problems = append(problems, fmt.Sprintf("%s: only in the first view (DUID %x)", k, a[k].ClientID))
+		}
+	}
+	for _, k := range sortedKeys(b) {
+		oa, ok := a[k]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s: only in the second view (DUID %x)", k, b[k].ClientID))
+			continue
+		}
+		ob := b[k]
+		var diffs []string
+		add := func(format string, args ...any) { diffs = append(diffs, fmt.Sprintf(format, args...)) }
+		if !bytes.Equal(oa.ClientID, ob.ClientID) {
+			add("DUID %x and %x", oa.ClientID, ob.ClientID)
+		}
+		if oa.Ended != ob.Ended && !ranOut(oa, ob) && !ranOut(ob, oa) {
+			add("ended %t and %t", oa.Ended, ob.Ended)
+		}
+		if oa.Relayed != ob.Relayed || oa.Link != ob.Link || !bytes.Equal(oa.RelayID, ob.RelayID) || !bytes.Equal(oa.RemoteID, ob.RemoteID) {
+			add("relay link %s relay-id %x remote-id %x and link %s relay-id %x remote-id %x",
+				oa.Link, oa.RelayID, oa.RemoteID, ob.Link, ob.RelayID, ob.RemoteID)
+		}
+		if len(diffs) > 0 {
+			problems = append(problems, fmt.Sprintf("%s: %s", k, strings.Join(diffs, "; ")))
+		}
+	}
+	return problems
+}
+
+// ranOut reports whether active, a binding reported as active, had run out
+// of valid lifetime by the base-time of ended, the same binding reported as
+// ended.
+func ranOut(active, ended observed) bool {
+	return !active.Ended && ended.Ended && active.ValidEnd <= ended.Base+clockSlack
 }
 
 // compareStored lists the differences between a binding in alqd's store

@@ -153,15 +153,22 @@ func TestKeaToRequestors(t *testing.T) {
 	if activeWorks {
 		waitQuiet(ctx, t, followAll)
 	}
-	dump := dumpQueries(relayLinks, snap.directClients())
+	var activeView map[bindingKey]observed
+	if activeWorks {
+		activeView = followAll.View()
+	}
+	dump := dumpQueries(relayLinks, snap.directClients(activeView))
 	if err := waitBulkStable(ctx, server, dump(true)); err != nil {
 		t.Fatal(err)
 	}
 
-	compareBulk(ctx, t, snap, server, dump, filterRelayID)
+	history := compareBulk(ctx, t, snap, server, dump, filterRelayID)
 	if activeWorks {
 		compareActive(t, snap, followAll, nil)
 		compareActive(t, snap, followRelay, filterRelayID)
+		if p := compareViews(followAll.View(), history); len(p) > 0 {
+			t.Errorf("the unfiltered active requestor and the bulk dump since start time 0 differ in %d bindings:\n%s", len(p), firstN(p, 20))
+		}
 	}
 	for _, f := range followers {
 		if p := f.Problems(); len(p) > 0 {
@@ -179,7 +186,7 @@ func TestKeaToRequestors(t *testing.T) {
 	}
 	compareStore(t, snap, cfg.DataDir)
 	frozenFor := time.Since(frozen.at)
-	if err := frozen.resume(); err != nil {
+	if err := frozen.resumeUntilLFC(); err != nil {
 		t.Error(err)
 	}
 	t.Logf("Kea stopped for %v; %d lease file rotations; whole test %v",
@@ -386,8 +393,9 @@ type frozenKea struct {
 	leaseFile string
 	at        time.Time // when Kea was stopped
 
-	once sync.Once
-	err  error
+	once          sync.Once
+	err           error
+	rotationInode uint64 // inode of the live lease file when Kea continued
 }
 
 // freezeKea takes Kea's leases at a moment when the lease file does not
@@ -441,31 +449,38 @@ func freezeKea(ctx context.Context, t *testing.T, kea *keatest.Kea) (keaSnapshot
 	}
 }
 
-// resume continues Kea (SIGCONT) and waits until the timers that fell due
-// while it was stopped have run. LFC is one of them: Kea renames the lease
-// file to .1 and starts kea-lfc, which deletes .1 and its .pid file when it
-// finishes. Stopping Kea in that moment would leave kea-lfc running in the
-// namespace. resume is idempotent.
+// resume continues Kea (SIGCONT). It is idempotent.
 func (f *frozenKea) resume() error {
 	f.once.Do(func() {
-		if err := syscall.Kill(f.pid, syscall.SIGCONT); err != nil {
-			if !errors.Is(err, syscall.ESRCH) {
-				f.err = fmt.Errorf("continue Kea (pid %d): %w", f.pid, err)
-			}
-			return
+		f.rotationInode = inodeOf(f.leaseFile)
+		err := syscall.Kill(f.pid, syscall.SIGCONT)
+		if err != nil && !errors.Is(err, syscall.ESRCH) {
+			f.err = fmt.Errorf("continue Kea (pid %d): %w", f.pid, err)
 		}
-		resumed := time.Now()
-		for deadline := resumed.Add(10 * time.Second); time.Now().Before(deadline); {
-			_, errRotated := os.Stat(f.leaseFile + ".1")
-			_, errLFC := os.Stat(f.leaseFile + ".pid")
-			if time.Since(resumed) >= 500*time.Millisecond && errors.Is(errRotated, os.ErrNotExist) && errors.Is(errLFC, os.ErrNotExist) {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		f.err = fmt.Errorf("kea-lfc was still running 10 s after Kea (pid %d) continued", f.pid)
 	})
 	return f.err
+}
+
+// resumeUntilLFC continues Kea and waits until its next LFC has finished,
+// so that Kea can be stopped before the next one starts. Kea renames the
+// lease file to .1 and then starts kea-lfc, which deletes .1 and its .pid
+// file when it finishes. When Kea is stopped just as it starts kea-lfc,
+// kea-lfc outlives it in the namespace, and LFC falls due at once after a
+// long SIGSTOP.
+func (f *frozenKea) resumeUntilLFC() error {
+	if err := f.resume(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(lfcInterval + 10*time.Second)
+	for time.Now().Before(deadline) {
+		_, errRotated := os.Stat(f.leaseFile + ".1")
+		_, errLFC := os.Stat(f.leaseFile + ".pid")
+		if inodeOf(f.leaseFile) != f.rotationInode && errors.Is(errRotated, os.ErrNotExist) && errors.Is(errLFC, os.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("no LFC of Kea (pid %d) finished within %v of continuing it", f.pid, lfcInterval+10*time.Second)
 }
 
 // waitQuiet waits until the unfiltered active requestor has received no
@@ -544,8 +559,8 @@ func waitBulkStable(ctx context.Context, server string, queries []requestor.Quer
 // compareBulk compares Kea's leases with three kinds of Bulk Leasequery:
 // the dump without a time range (only bindings with valid lifetime left),
 // the dump with OPTION_LQ_START_TIME 0 (ended ones too), and the relay-id of
-// one relay.
-func compareBulk(ctx context.Context, t *testing.T, snap keaSnapshot, server string, dump func(since bool) []requestor.Query, relayID []byte) {
+// one relay. It returns the bindings of the dump since start time 0.
+func compareBulk(ctx context.Context, t *testing.T, snap keaSnapshot, server string, dump func(since bool) []requestor.Query, relayID []byte) map[bindingKey]observed {
 	t.Helper()
 	everything := func(keatest.Lease) bool { return true }
 	byRelay := func(l keatest.Lease) bool {
@@ -563,11 +578,15 @@ func compareBulk(ctx context.Context, t *testing.T, snap keaSnapshot, server str
 		{"bulk by link-address and client-id since start time 0", dump(true), everything, false},
 		{"bulk by relay-id", []requestor.Query{{Type: codec.QueryByRelayID, RelayID: relayID, RelayData: true}}, byRelay, true},
 	}
+	var history map[bindingKey]observed
 	for _, c := range cases {
 		view, _, last, err := bulkDump(ctx, server, c.queries)
 		if err != nil {
 			t.Errorf("%s: %v", c.name, err)
 			continue
+		}
+		if !c.activeOnly {
+			history = view
 		}
 		res := snap.compareView(view, c.want, c.activeOnly, last)
 		reportView(t, c.name, len(view), res)
@@ -575,6 +594,7 @@ func compareBulk(ctx context.Context, t *testing.T, snap keaSnapshot, server str
 			t.Errorf("%s: no active binding was compared, so the check proved nothing", c.name)
 		}
 	}
+	return history
 }
 
 // compareActive compares an active requestor's bindings with Kea; with a
