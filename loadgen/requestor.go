@@ -59,11 +59,8 @@ type requestor struct {
 
 func newRequestor(s *swarm, index int) *requestor {
 	cfg := &s.cfg
-	r := &requestor{s: s, filterRelay: -1}
-	r.class = classOf(index, cfg.TotalConnections, cfg.Slow, cfg.Stalled)
-	if filtered, before := spreadOver(index, cfg.Filtered, cfg.TotalConnections); filtered {
-		r.filterRelay = before % cfg.FilterRelays
-	}
+	r := &requestor{s: s}
+	r.class, r.filterRelay = connectionRole(index, cfg.TotalConnections, cfg.Slow, cfg.Stalled, cfg.Filtered, cfg.FilterRelays)
 	if len(cfg.Sources) > 0 {
 		r.source = cfg.Sources[index%len(cfg.Sources)]
 	}

@@ -59,8 +59,9 @@ type SwarmConfig struct {
 
 	// Filtered connections send OPTION_LQ_QUERY with QUERY_BY_RELAY_ID
 	// for RelayID(k), k cycling through 0 to FilterRelays-1; the others
-	// follow every binding. FilterRelays defaults to DefaultRelays, the
-	// relays of a default Churn.
+	// follow every binding. They are taken from the normal readers first,
+	// then from the slow and the stalled ones. FilterRelays defaults to
+	// DefaultRelays, the relays of a default Churn.
 	Filtered     int
 	FilterRelays int
 
@@ -183,18 +184,42 @@ func spreadOver(i, k, n int) (bool, int) {
 	return int(int64(i+1)*int64(k)/int64(n)) > before, before
 }
 
-// classOf returns the class of connection i of a swarm of n: the slow and
+// connectionRole returns the class of connection i of a swarm of n and
+// the relay whose bindings its query asks for, -1 for none. The slow and
 // stalled connections are spread evenly over the swarm, and the stalled
-// ones evenly among them.
-func classOf(i, n, slow, stalled int) requestorClass {
-	special, before := spreadOver(i, slow+stalled, n)
-	if !special {
-		return classNormal
+// ones evenly among them. Filtered connections are spread evenly within
+// the normal readers first, then within the slow ones, then within the
+// stalled ones, so that a few filtered connections all read normally.
+func connectionRole(i, n, slow, stalled, filtered, relays int) (requestorClass, int) {
+	// The class, the rank of i within its class and the class's size.
+	special, specialsBefore := spreadOver(i, slow+stalled, n)
+	class, rank, size := classNormal, i-specialsBefore, n-slow-stalled
+	if special {
+		if isStalled, stalledBefore := spreadOver(specialsBefore, stalled, slow+stalled); isStalled {
+			class, rank, size = classStalled, stalledBefore, stalled
+		} else {
+			class, rank, size = classSlow, specialsBefore-stalledBefore, slow
+		}
 	}
-	if isStalled, _ := spreadOver(before, stalled, slow+stalled); isStalled {
-		return classStalled
+
+	// The filtered connections of each class, and how many the classes
+	// before it hold.
+	inNormal := min(filtered, n-slow-stalled)
+	inSlow := min(filtered-inNormal, slow)
+	share, offset := inNormal, 0
+	switch class {
+	case classSlow:
+		share, offset = inSlow, inNormal
+	case classStalled:
+		share, offset = filtered-inNormal-inSlow, inNormal+inSlow
 	}
-	return classSlow
+	if share == 0 {
+		return class, -1
+	}
+	if isFiltered, before := spreadOver(rank, share, size); isFiltered {
+		return class, (offset + before) % relays
+	}
+	return class, -1
 }
 
 // SwarmProgress is the state of a running swarm, passed to

@@ -373,30 +373,48 @@ func TestMergeSwarmSummaries(t *testing.T) {
 	}
 }
 
-func TestSwarmClassesSpread(t *testing.T) {
-	const n, slow, stalled, filtered = 1000, 130, 70, 333
-	var counts [numClasses]int
-	var filteredCount int
-	firstStalled, lastStalled := -1, -1
-	for i := range n {
-		c := classOf(i, n, slow, stalled)
-		counts[c]++
-		if c == classStalled {
-			if firstStalled < 0 {
-				firstStalled = i
+func TestSwarmRoles(t *testing.T) {
+	for _, tc := range []struct {
+		n, slow, stalled, filtered, relays int
+		wantFiltered                       [numClasses]int
+	}{
+		{1000, 130, 70, 333, 16, [numClasses]int{333, 0, 0}},
+		{1000, 50, 50, 10, 16, [numClasses]int{10, 0, 0}},
+		{100, 30, 20, 70, 4, [numClasses]int{50, 20, 0}},
+		{100, 30, 20, 100, 4, [numClasses]int{50, 30, 20}},
+		{7, 0, 7, 3, 2, [numClasses]int{0, 0, 3}},
+		{5, 0, 0, 0, 1, [numClasses]int{}},
+	} {
+		var classes, filtered [numClasses]int
+		relays := make(map[int]int)
+		firstStalled, lastStalled := -1, -1
+		for i := range tc.n {
+			class, relay := connectionRole(i, tc.n, tc.slow, tc.stalled, tc.filtered, tc.relays)
+			classes[class]++
+			if relay >= 0 {
+				filtered[class]++
+				relays[relay]++
 			}
-			lastStalled = i
+			if class == classStalled {
+				if firstStalled < 0 {
+					firstStalled = i
+				}
+				lastStalled = i
+			}
 		}
-		if f, _ := spreadOver(i, filtered, n); f {
-			filteredCount++
+		if classes[classSlow] != tc.slow || classes[classStalled] != tc.stalled || filtered != tc.wantFiltered {
+			t.Errorf("%+v: classes %v, filtered by class %v; want %d slow, %d stalled, filtered %v", tc, classes, filtered, tc.slow, tc.stalled, tc.wantFiltered)
 		}
-	}
-	if counts[classSlow] != slow || counts[classStalled] != stalled || filteredCount != filtered {
-		t.Errorf("classes %v, filtered %d; want %d slow, %d stalled, %d filtered", counts, filteredCount, slow, stalled, filtered)
-	}
-	// Spread out, so that every process of a split swarm gets some.
-	if lastStalled-firstStalled < n/2 {
-		t.Errorf("stalled connections only from %d to %d of %d", firstStalled, lastStalled, n)
+		// Relays are used evenly.
+		for r := range tc.relays {
+			if want := tc.filtered / tc.relays; relays[r] < want || relays[r] > want+1 {
+				t.Errorf("%+v: relay %d filtered by %d connections, want %d or %d", tc, r, relays[r], want, want+1)
+			}
+		}
+		// Spread out, so that every process of a split swarm gets some.
+		if tc.stalled > 1 && lastStalled-firstStalled < tc.n/2 {
+			t.Errorf("%+v: stalled connections only from %d to %d", tc, firstStalled, lastStalled)
+		}
 	}
 }
 
