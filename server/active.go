@@ -112,6 +112,10 @@ type activeQuery struct {
 	// lastWrite is when the connection was last sent a message, for the
 	// ACTIVE_LQ_IDLE_TIMEOUT keepalive.
 	lastWrite time.Time
+
+	// lastBase is the base-time, in Unix seconds, of the last
+	// LEASEQUERY-DATA with binding data, or of the REPLY before the first.
+	lastBase int64
 }
 
 // onActiveLeasequery checks an ACTIVELEASEQUERY and starts it, or rejects it
@@ -231,6 +235,7 @@ func (c *conn) startActive(r *request, filter fanout.Filter) gnet.Action {
 	if r.wantRelayData {
 		q.view = viewRelay
 	}
+	q.lastBase = now.Unix()
 
 	// Catch-up cursor.
 	after := a.ring.LastSeq()
@@ -316,6 +321,18 @@ func (q *activeQuery) markBlocked(c *conn, now time.Time) {
 	c.startDraining()
 }
 
+// controlTime returns the time to send as the base-time of a message
+// without binding data: now when the connection has been sent every
+// published change, else the base-time of its last LEASEQUERY-DATA, so that
+// no change still to come is before it (see dataBase).
+func (q *activeQuery) controlTime(now time.Time) time.Time {
+	s := q.sub
+	if s != nil && s.State() == fanout.StateLive && s.Seq() >= q.conn.srv.active.ring.LastSeq() {
+		return now
+	}
+	return time.Unix(q.lastBase, 0)
+}
+
 // appendStatusData appends a LEASEQUERY-DATA that carries only status and,
 // when forced or requested, OPTION_LQ_BASE_TIME.
 func (q *activeQuery) appendStatusData(b []byte, now time.Time, status *codec.StatusError, forceBase bool, p *policy) ([]byte, error) {
@@ -348,7 +365,7 @@ func (q *activeQuery) checkCatchUp() {
 func (q *activeQuery) catchUpComplete(c *conn) {
 	q.catchingUp = false
 	status := &codec.StatusError{Code: codec.StatusCatchUpComplete, Msg: "every binding changed since the start time has been sent"}
-	b, err := q.appendStatusData(c.loop.scratch[:0], c.srv.clock(), status, false, &c.srv.policy)
+	b, err := q.appendStatusData(c.loop.scratch[:0], q.controlTime(c.srv.clock()), status, false, &c.srv.policy)
 	if err != nil {
 		c.log.Error("encoding CatchUpComplete failed", "err", err)
 		return
@@ -367,12 +384,14 @@ func (q *activeQuery) catchUpComplete(c *conn) {
 func (q *activeQuery) dataMissing(c *conn) {
 	la := q.la
 	status := &codec.StatusError{Code: codec.StatusDataMissing, Msg: "the history was trimmed below this connection's position; recover with a Bulk Leasequery"}
-	b, err := q.appendStatusData(c.loop.scratch[:0], c.srv.clock(), status, true, &c.srv.policy)
+	now := c.srv.clock()
+	b, err := q.appendStatusData(c.loop.scratch[:0], now, status, true, &c.srv.policy)
 	if err != nil {
 		c.log.Error("encoding DataMissing failed", "err", err)
 		return
 	}
 	c.loop.scratch = b
+	q.lastBase = now.Unix()
 
 	la.group.Remove(q.sub)
 	q.sub = nil
@@ -392,7 +411,7 @@ func (q *activeQuery) dataMissing(c *conn) {
 // keepalive sends a LEASEQUERY-DATA without binding data, which tells an
 // idle requestor that the connection is alive (RFC 7653 section 8.4).
 func (q *activeQuery) keepalive(c *conn) {
-	b, err := q.appendStatusData(c.loop.scratch[:0], c.srv.clock(), nil, false, &c.srv.policy)
+	b, err := q.appendStatusData(c.loop.scratch[:0], q.controlTime(c.srv.clock()), nil, false, &c.srv.policy)
 	if err != nil {
 		c.log.Error("encoding a keepalive failed", "err", err)
 		return
@@ -406,11 +425,12 @@ func (q *activeQuery) keepalive(c *conn) {
 // QueryTerminated and the base-time, and closes the connection once that is
 // sent (RFC 7653 sections 8.4 and 9.5).
 func (q *activeQuery) terminate(c *conn, reason CloseReason, msg string) {
+	at := q.controlTime(c.srv.clock())
 	q.release(c)
 	head := q.head
 	head.baseTime = !c.srv.policy.deny.has(codec.OptLQBaseTime)
 	status := &codec.StatusError{Code: codec.StatusQueryTerminated, Msg: msg}
-	b, err := head.appendDone(c.loop.scratch[:0], c.srv.clock(), status)
+	b, err := head.appendDone(c.loop.scratch[:0], at, status)
 	if err == nil {
 		c.loop.scratch = b
 		c.write(b)

@@ -467,3 +467,9 @@ func dialSmallBuffer(t testing.TB, srv *Server, rcvbuf int) *testRequestor {
 	t.Cleanup(func() { _ = c.Close() })
 	return &testRequestor{t: t, conn: c, fr: codec.NewFrameReader(c, 0)}
 }
+
+// isTimeout reports whether err is a read deadline expiring.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -21,17 +21,17 @@ import (
 // the group queues at most one until it has pumped. Each Deliver writes all
 // pending updates of one connection with one writev: per update a header of
 // its own (msg-size, LEASEQUERY-DATA, the connection's transaction-id and,
-// when requested, OPTION_LQ_BASE_TIME) and the shared body.
+// when requested, OPTION_LQ_BASE_TIME) and the shared body, or a copy of
+// the body moved on to the message's base-time (see dataBase).
 type loopActive struct {
 	loop      *loop
 	group     *fanout.Group
 	pumpTask  gnet.Runnable
 	bytesSent prometheus.Counter
 
-	// Times taken once per Pump: the server clock for base-times and the
-	// wall clock for timeouts.
-	now     time.Time
-	nowSec  uint32
+	// Times taken once per Pump: the server clock for base-times, in Unix
+	// seconds, and the wall clock for timeouts.
+	nowUnix int64
 	wallNow time.Time
 	pumps   uint64
 
@@ -42,8 +42,9 @@ type loopActive struct {
 	// need CatchUpComplete; checkCatchUps drops the others.
 	catching []*activeQuery
 
-	// aged holds the bodies of this Pump moved on to nowSec; agedCache finds
-	// them again, since a walk hands the same update to many connections.
+	// aged holds the bodies of this Pump moved on to a later second;
+	// agedCache finds them again, since a walk hands the same update to many
+	// connections.
 	aged      []byte
 	agedCache [agedSlots]agedEntry
 }
@@ -60,10 +61,11 @@ const maxAgedRetained = 1 << 20
 const frameHeadLen = codec.FrameHeaderLen + codec.HeaderLen
 
 type agedEntry struct {
-	u    *fanout.Update
-	view int
-	pump uint64
-	body []byte
+	u       *fanout.Update
+	view    int
+	elapsed int64
+	pump    uint64
+	body    []byte
 }
 
 // newLoop creates the Active Leasequery state of the event loop l.
@@ -92,8 +94,7 @@ func (la *loopActive) wake() {
 
 // runPump is the Pump task.
 func (la *loopActive) runPump(context.Context) error {
-	la.now = la.loop.srv.clock()
-	la.nowSec = codec.DHCPTime(la.now)
+	la.nowUnix = la.loop.srv.clock().Unix()
 	la.wallNow = time.Now()
 	la.pumps++
 	if cap(la.aged) > maxAgedRetained {
@@ -150,18 +151,27 @@ func (la *loopActive) Deliver(s *fanout.Subscriber, batch []*fanout.Update) (int
 		la.heads = make([]byte, 0, need)
 	}
 	heads, iov := la.heads[:0], la.iov[:0]
-	for _, u := range batch {
+	last := len(batch) - 1
+	upToDate := s.State() == fanout.StateLive && batch[last].Seq >= la.loop.srv.active.ring.LastSeq()
+	var base int64
+	for i, u := range batch {
 		if len(u.Bodies) <= q.view {
 			continue // a placeholder from a store scan or an unencodable binding
 		}
-		body, base := la.bodyAt(u, q.view)
+		var next *fanout.Update
+		if i < last {
+			next = batch[i+1]
+		}
+		base = dataBase(la.nowUnix, u, next, upToDate)
+		body := la.bodyAt(u, q.view, base)
 		start := len(heads)
-		heads = appendDataHead(heads, q.head.xid, len(body), q.head.baseTime, base)
+		heads = appendDataHead(heads, q.head.xid, len(body), q.head.baseTime, dhcpSeconds(base))
 		iov = append(iov, heads[start:len(heads):len(heads)], body)
 	}
 	if len(iov) == 0 {
 		return len(batch), false
 	}
+	q.lastBase = base
 
 	n, err := c.gc.Writev(iov)
 	clear(iov)
@@ -197,31 +207,56 @@ func appendDataHead(b []byte, xid uint32, bodyLen int, withBase bool, base uint3
 	return b
 }
 
-// bodyAt returns the body of u in view as of this Pump, and the base-time
-// it is consistent with: the shared encoding when u was encoded in this
-// second, else a copy whose lifetimes and OPTION_CLT_TIME are moved on to
-// this second (see updateEncoder).
+// dataBase returns the base-time, in Unix seconds, of the LEASEQUERY-DATA
+// that carries u: the current second, but never past the change time of
+// next, the update that follows u in the batch, and never past u's own
+// change time when the connection has published updates still to come
+// (upToDate false). Changes have non-decreasing ChangeTime in Seq order, so
+// every change not yet sent when the message goes out is at or after its
+// base-time. A requestor that resumes with that base-time as
+// OPTION_LQ_START_TIME (RFC 7653 section 8.3) therefore misses none. For a
+// connection that keeps up, the base-time is the current second, as RFC
+// 7653 section 9.3 asks; one that lags gets the time it has reached.
 //
 // hot path: once per delivered update.
-func (la *loopActive) bodyAt(u *fanout.Update, view int) (body []byte, base uint32) {
-	body = u.Bodies[view]
-	encoded := codec.DHCPTime(u.ChangeTime)
-	elapsed := int32(la.nowSec - encoded) // modulo 2^32, like the times themselves
+func dataBase(nowUnix int64, u, next *fanout.Update, upToDate bool) int64 {
+	limit := nowUnix
+	switch {
+	case next != nil:
+		limit = min(limit, next.ChangeTime.Unix())
+	case !upToDate:
+		limit = min(limit, u.ChangeTime.Unix())
+	}
+	// Never before the body's own second, which would need negative aging
+	// (a server clock behind the store's).
+	return max(limit, u.ChangeTime.Unix())
+}
+
+// dhcpSeconds converts Unix seconds to a DHCP absolute time.
+func dhcpSeconds(unix int64) uint32 { return codec.DHCPTime(time.Unix(unix, 0)) }
+
+// bodyAt returns the body of u in view as of the Unix second base: the
+// shared encoding when base is the second u was encoded against, else a
+// copy whose lifetimes and OPTION_CLT_TIME are moved on to base (see
+// updateEncoder).
+//
+// hot path: once per delivered update.
+func (la *loopActive) bodyAt(u *fanout.Update, view int, base int64) []byte {
+	body := u.Bodies[view]
+	elapsed := base - u.ChangeTime.Unix()
 	if elapsed <= 0 {
-		// The server clock is not past the store's: keep the encoding and
-		// send its own second as the base-time, so the two agree.
-		return body, encoded
+		return body
 	}
 
 	e := &la.agedCache[(u.Seq*viewCount+uint64(view))&(agedSlots-1)]
-	if e.u == u && e.view == view && e.pump == la.pumps {
-		return e.body, la.nowSec
+	if e.u == u && e.view == view && e.elapsed == elapsed && e.pump == la.pumps {
+		return e.body
 	}
 	start := len(la.aged)
-	la.aged = appendAged(la.aged, body, uint32(elapsed))
+	la.aged = appendAged(la.aged, body, uint32(min(elapsed, infinity)))
 	aged := la.aged[start:len(la.aged):len(la.aged)]
-	*e = agedEntry{u: u, view: view, pump: la.pumps, body: aged}
-	return aged, la.nowSec
+	*e = agedEntry{u: u, view: view, elapsed: elapsed, pump: la.pumps, body: aged}
+	return aged
 }
 
 // appendAged appends body, an OPTION_CLIENT_DATA, with its time values

@@ -1,0 +1,203 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/alqd/alqd/codec"
+	"github.com/alqd/alqd/store"
+)
+
+// churn changes a pool of bindings: each round advances the clock by a
+// second and changes n random bindings (new lifetimes and CLTT, release,
+// expiry or renewal). Keys other than the address stay fixed per binding,
+// so filtered requestors keep following the same bindings.
+type churn struct {
+	clock *testClock
+	rng   *rand.Rand
+	pool  []store.Binding
+}
+
+func newChurn(clock *testClock, seed uint64, size int) *churn {
+	ch := &churn{clock: clock, rng: rand.New(rand.NewPCG(seed, 7))}
+	for i := range size {
+		link := fmt.Sprintf("2001:db8:%x::1", i%4)
+		var b store.Binding
+		if i%5 == 4 {
+			b = activeBinding(fmt.Sprintf("2001:db8:%x:%x::/64", 0x100+i%4, i), duid(i), link, clock.now())
+			b.Key.Type = store.TypePD
+		} else {
+			b = activeBinding(fmt.Sprintf("2001:db8:%x::%x/128", i%4, 0x1000+i), duid(i), link, clock.now())
+		}
+		b.RelayID = []byte{0x00, 0x02, 0x00, 0x00, 0x9d, 0x10, 'r', byte('0' + i%4)}
+		b.RemoteID = []byte{0x00, 0x00, 0x0d, 0xe9, 'p', byte('0' + i%8)}
+		b.RelayPeer = netip.MustParseAddr("fe80::1")
+		b.RelayMessage = relayForwSized(link, i%40)
+		ch.pool = append(ch.pool, b)
+	}
+	return ch
+}
+
+// relayForwSized returns a RELAY-FORW from link with an OPTION_INTERFACE_ID
+// of n octets, so that bodies differ in size.
+func relayForwSized(link string, n int) []byte {
+	rm := codec.RelayMessage{
+		Type:        codec.MsgRelayForw,
+		LinkAddress: netip.MustParseAddr(link),
+		PeerAddress: netip.MustParseAddr("fe80::c1"),
+	}
+	rm.Options.Add(codec.OptInterfaceID, make([]byte, n+1))
+	b, err := rm.AppendTo(nil)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// round applies one round of n changes.
+func (ch *churn) round(ctx context.Context, st *store.Store, n int) error {
+	ch.clock.add(time.Second)
+	now := ch.clock.now()
+	changes := make([]store.Binding, 0, n)
+	for range n {
+		b := &ch.pool[ch.rng.IntN(len(ch.pool))]
+		switch ch.rng.IntN(6) {
+		case 0:
+			b.State = store.StateReleased
+		case 1:
+			b.State = store.StateExpired
+		default:
+			b.State = store.StateActive
+			b.CLTT = now
+			b.ValidLifetime = 40000 + uint32(ch.rng.IntN(40000))
+			b.PreferredLifetime = b.ValidLifetime / 2
+		}
+		b.IAID++ // makes every change differ from the stored binding
+		changes = append(changes, *b)
+	}
+	_, err := st.Apply(ctx, changes, nil)
+	return err
+}
+
+// all applies every binding of the pool once.
+func (ch *churn) all(ctx context.Context, st *store.Store) error {
+	_, err := st.Apply(ctx, ch.pool, nil)
+	return err
+}
+
+// TestActiveStalledReaderCutOff checks ACTIVE_LQ_SEND_TIMEOUT: a requestor
+// that stops reading is closed once blocked that long, and a requestor
+// next to it keeps receiving every change.
+func TestActiveStalledReaderCutOff(t *testing.T) {
+	clock := newTestClock(testNow)
+	st := openStoreAt(t, t.TempDir(), clock, 0)
+	closeAtEnd(t, st)
+	cfg := activeConfig()
+	cfg.ActiveSendTimeout = 300 * time.Millisecond
+	cfg.NotSentLowWater = 1024
+	m := newTestMetrics(t)
+	srv := startServerAt(t, st, cfg, clock, WithMetrics(m))
+
+	stalled := &activeRequestor{testRequestor: dialSmallBuffer(t, srv, 4096), view: map[netip.Prefix]leaseState{}}
+	stalled.start(0x51, nil, oro(codec.OptLQBaseTime, codec.OptLQRelayData))
+	stalled.expect(codec.MsgLeasequeryReply, codec.StatusSuccess)
+	good := dialActive(t, srv)
+	good.start(0x52, nil, oro(codec.OptLQBaseTime, codec.OptLQRelayData))
+	good.expect(codec.MsgLeasequeryReply, codec.StatusSuccess)
+
+	ch := newChurn(clock, 1, 400)
+	ctx := context.Background()
+	if err := ch.all(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for closedCount(m, CloseSlowConsumer) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stalled requestor not closed; blocked %d times", srv.active.ring.Stats().Blocked)
+		}
+		if err := ch.round(ctx, st, 50); err != nil {
+			t.Fatal(err)
+		}
+		want := storeView(t, st, true, nil)
+		good.readUntil(5*time.Second, "reading requestor current", func() bool { return len(diffViews(good.view, want)) == 0 })
+	}
+
+	stalled.readClosed(5 * time.Second)
+	if got := gaugeValue(m.active.connections); got != 1 {
+		t.Errorf("alqd_active_connections = %v after the close, want 1", got)
+	}
+
+	// The other requestor is unaffected.
+	if err := ch.round(ctx, st, 20); err != nil {
+		t.Fatal(err)
+	}
+	want := storeView(t, st, true, nil)
+	good.readUntil(5*time.Second, "reading requestor after the close", func() bool { return len(diffViews(good.view, want)) == 0 })
+}
+
+// TestActiveSlowReaderExactState has a requestor read slower than the
+// changes arrive, through a ring too small to hold its lag: it is blocked
+// and lapped, resumes from the store, and ends with the current state of
+// every binding.
+func TestActiveSlowReaderExactState(t *testing.T) {
+	clock := newTestClock(testNow)
+	st := openStoreAt(t, t.TempDir(), clock, 0)
+	closeAtEnd(t, st)
+	cfg := activeConfig()
+	cfg.NotSentLowWater = 1024
+	cfg.ActiveRingSize = 64
+	srv := startServerAt(t, st, cfg, clock)
+
+	slow := &activeRequestor{testRequestor: dialSmallBuffer(t, srv, 4096), view: map[netip.Prefix]leaseState{}}
+	slow.start(0x61, nil, oro(codec.OptLQBaseTime, codec.OptLQRelayData))
+	slow.expect(codec.MsgLeasequeryReply, codec.StatusSuccess)
+
+	ch := newChurn(clock, 2, 300)
+	applied := make(chan error, 1)
+	go func() {
+		ctx := context.Background()
+		err := ch.all(ctx, st)
+		for i := 0; i < 60 && err == nil; i++ {
+			err = ch.round(ctx, st, 50)
+		}
+		applied <- err
+	}()
+
+	var done bool
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; ; n++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("slow requestor not current after 30s:\n%v", diffViews(slow.view, storeView(t, st, true, nil)))
+		}
+		if !done {
+			select {
+			case err := <-applied:
+				if err != nil {
+					t.Fatalf("applying changes: %v", err)
+				}
+				done = true
+			default:
+			}
+		}
+		if done && len(diffViews(slow.view, storeView(t, st, true, nil))) == 0 {
+			break
+		}
+		if _, err := slow.nextEvent(time.Second); err != nil && !isTimeout(err) {
+			t.Fatalf("slow requestor: %v", err)
+		}
+		if n%16 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	stats := srv.active.ring.Stats()
+	if stats.Blocked == 0 || stats.Resyncs == 0 {
+		t.Errorf("the slow requestor was blocked %d times and resynced %d times; the test did not provoke lag", stats.Blocked, stats.Resyncs)
+	}
+	if err := slow.quiet(200 * time.Millisecond); err != nil {
+		t.Errorf("after the view was current: %v", err)
+	}
+}
