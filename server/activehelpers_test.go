@@ -473,3 +473,17 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// drain reads and applies messages until none arrives for idle.
+func (a *activeRequestor) drain(idle time.Duration) {
+	a.t.Helper()
+	for {
+		_, err := a.nextEvent(idle)
+		if isTimeout(err) {
+			return
+		}
+		if err != nil {
+			a.t.Fatalf("draining: %v", err)
+		}
+	}
+}
