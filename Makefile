@@ -4,7 +4,10 @@
 #                     end-to-end tests against a real Kea (root; see README.md)
 #   make run          build and run the main job
 #   make fuzz         each native fuzz target for FUZZTIME
-#   make bench        every benchmark; make bench-smoke runs each one once
+#   make bench        every benchmark, then the end-to-end harness bin/alqd-bench,
+#                     which rewrites its section of docs/BENCHMARKS.md and docs/img/
+#   make bench-smoke  each benchmark once, then the harness at small scale (-short);
+#                     fails only on a crash or a message that does not decode
 
 GO ?= go
 BIN := $(CURDIR)/bin
@@ -20,6 +23,8 @@ FUZZ_PARALLEL ?= 1
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 BENCH_TIMEOUT ?= 60m
+# Extra flags for bin/alqd-bench, such as -only fanout or -contenders raw,alqd.
+BENCH_ARGS ?=
 # Arguments for the main job of make run.
 RUN_ARGS ?=
 
@@ -72,12 +77,21 @@ fuzz:
 	done; \
 	if [ $$found = 0 ]; then echo "fuzz: no func Fuzz... was found in any _test.go file" >&2; exit 1; fi
 
-bench:
+bench: $(BIN)/alqd-bench
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) -count=$(BENCHCOUNT) -timeout=$(BENCH_TIMEOUT) ./...
+	$(BIN)/alqd-bench -doc docs/BENCHMARKS.md -img docs/img $(BENCH_ARGS)
 
-# Runs every benchmark exactly once, to prove that it still works.
-bench-smoke:
+# Runs every benchmark exactly once, and the harness at small scale, to
+# prove that they still work.
+bench-smoke: $(BIN)/alqd-bench
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=1x -timeout=$(BENCH_TIMEOUT) ./...
+	$(BIN)/alqd-bench -short $(BENCH_ARGS)
+
+# The harness binary, rebuilt every time because it depends on most packages.
+.PHONY: $(BIN)/alqd-bench
+$(BIN)/alqd-bench:
+	mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -o $@ ./cmd/alqd-bench
 
 # The main job: alqd on a live source of binding changes, with alq watch
 # printing every change it receives (JSON lines on standard output) for
