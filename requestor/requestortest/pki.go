@@ -130,3 +130,18 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 	}
 	return k
 }
+
+// WriteServerFiles writes the server certificate and key as PEM files into
+// dir, for servers that take file names.
+func (p *PKI) WriteServerFiles(t testing.TB, dir string) (certFile, keyFile string) {
+	t.Helper()
+	certFile = filepath.Join(dir, "server.pem")
+	keyFile = filepath.Join(dir, "server-key.pem")
+	writePEM(t, certFile, "CERTIFICATE", p.Server.Certificate[0])
+	keyDER, err := x509.MarshalPKCS8PrivateKey(p.Server.PrivateKey)
+	if err != nil {
+		t.Fatalf("requestortest: key: %v", err)
+	}
+	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
+	return certFile, keyFile
+}
