@@ -170,9 +170,19 @@ type Config struct {
 	// plaintext TCP.
 	Active bool
 
-	// Insecure allows Active Leasequery over plaintext TCP, a configuration
-	// step separate from Active (RFC 7653 section 9.1). It needs Active.
+	// Insecure serves queries on connections that do not start TLS, a
+	// configuration step separate from Active and from TLS (RFC 7653
+	// section 9.1). With TLS set and Insecure off, a connection whose first
+	// message is not STARTTLS is closed; with both, both kinds are served.
+	// Without TLS, Active needs Insecure and Insecure needs Active; plaintext
+	// Bulk Leasequery (RFC 5460, which has no secure mode) is then served
+	// either way.
 	Insecure bool
+
+	// TLS configures secure mode: STARTTLS and mutual TLS (RFC 7653
+	// sections 8.2 and 9.1). The zero value disables it, and STARTTLS then
+	// gets TLSConnectionRefused.
+	TLS TLSConfig
 
 	// ActiveIdleTimeout is ACTIVE_LQ_IDLE_TIMEOUT: an Active Leasequery
 	// connection sent nothing for this long gets a LEASEQUERY-DATA without
@@ -227,6 +237,9 @@ func setDefault[T int | time.Duration](v *T, def T) {
 // wraps ErrInvalidConfig or ErrActiveNotAvailable.
 func (c *Config) Validate() error {
 	if err := c.validateActive(); err != nil {
+		return err
+	}
+	if err := c.TLS.validate(); err != nil {
 		return err
 	}
 

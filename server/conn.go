@@ -71,6 +71,9 @@ type conn struct {
 	active *activeQuery // set in stateActive
 	reason CloseReason  // close reason decided by the server; zero until then
 
+	gotMessage bool     // a message was received; STARTTLS must come first
+	handover   *tlsConn // set once STARTTLS moved the connection to crypto/tls
+
 	lastActive  time.Time // last complete message received or query finished
 	lastBacklog int       // pending output at the last check
 	progressAt  time.Time // last time pending output was seen to shrink or empty
@@ -130,6 +133,11 @@ func (c *conn) handleMessage(msg []byte) gnet.Action {
 	if c.state == stateActive {
 		return c.onMessageWhileActive(msg)
 	}
+	first := !c.gotMessage
+	c.gotMessage = true
+	if action, handled := c.secureMode(msg, first); handled {
+		return action
+	}
 	switch codec.MsgType(msg[0]) {
 	case codec.MsgLeasequery:
 		return c.onLeasequery(msg)
@@ -142,11 +150,6 @@ func (c *conn) handleMessage(msg []byte) gnet.Action {
 		c.reply(xidOf(msg), nil, &codec.StatusError{Code: codec.StatusNotSupported, Msg: "this server does not support Active Leasequery"})
 		c.srv.metrics.countQuery(transportTCP, 0, codec.StatusNotSupported.String())
 		return c.closeWith(CloseNotSupported)
-	case codec.MsgStartTLS:
-		// RFC 7653 section 9.1: a server that will not do TLS answers REPLY
-		// with TLSConnectionRefused; the requestor then closes.
-		c.writeStartTLSRefusal(xidOf(msg))
-		return gnet.None
 	}
 	return c.violation("unexpected message type", slog.String("type", codec.MsgType(msg[0]).String()))
 }
@@ -428,6 +431,10 @@ func (c *conn) stopDraining() {
 // closed releases everything the connection holds; gnet calls it through
 // OnClose for every connection, including those rejected in OnOpen.
 func (c *conn) closed(err error) {
+	if c.handover != nil {
+		c.releaseHandover()
+		return
+	}
 	s := c.srv
 	reason := c.reason
 	if reason == 0 {

@@ -21,6 +21,13 @@
 //     selection.go, encode.go): query checks with the RFC status codes, the
 //     OPTION_CLIENT_DATA body per client and link, the per-message wrapper,
 //     the deny list of optional options.
+//   - Secure mode (tls.go, tlsconn.go, tlsactive.go): STARTTLS and mutual
+//     TLS (RFC 7653 sections 8.2 and 9.1). At STARTTLS the event loop hands
+//     the socket, and any bytes it read past the STARTTLS frame, to a
+//     crypto/tls goroutine that serves bulk queries with the same job code
+//     and Active Leasequery through fanout groups of its own (tlsHub). The
+//     requestor certificate allow-list, and certificates reloaded without
+//     dropping connections (Server.ReloadTLS).
 //   - Logging (log/slog) and Prometheus metrics (metrics.go).
 //
 // # What it never does
@@ -29,8 +36,7 @@
 // (cmd/alqd does), and never blocks an event loop on the store: every store
 // read runs on a producer goroutine or on the UDP goroutine.
 //
-// Active Leasequery (RFC 7653 ACTIVELEASEQUERY) and STARTTLS are not served
-// yet: ACTIVELEASEQUERY gets LEASEQUERY-REPLY NotSupported and the
-// connection closes (RFC 7653 section 9.2), STARTTLS gets REPLY with
-// TLSConnectionRefused (section 9.1).
+// Without Config.Active, ACTIVELEASEQUERY gets LEASEQUERY-REPLY NotSupported
+// and the connection closes (RFC 7653 section 9.2). Without Config.TLS,
+// STARTTLS gets REPLY with TLSConnectionRefused (section 9.1).
 package server

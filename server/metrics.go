@@ -29,6 +29,7 @@ type Metrics struct {
 	tcpReceived, udpReceived prometheus.Counter
 
 	active activeMetrics
+	tls    tlsMetrics
 }
 
 // NewMetrics creates the collectors and registers them with reg; a nil reg
@@ -84,13 +85,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.udpSent = m.bytesSent.WithLabelValues(transportUDP.String())
 	m.tcpReceived = m.bytesRecv.WithLabelValues(transportTCP.String())
 	m.udpReceived = m.bytesRecv.WithLabelValues(transportUDP.String())
+	m.tls = newTLSMetrics(m.bytesSent, m.bytesRecv)
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range append([]prometheus.Collector{
 		m.connections, m.accepted, m.closed, m.queries, m.bindingsSent,
 		m.bytesSent, m.bytesRecv, m.storeLatency, m.encodeErrors,
-	}, m.active.collectors()...) {
+	}, append(m.active.collectors(), m.tls.collectors()...)...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -18,6 +18,8 @@ const (
 	CloseQueryAborted                              // a bulk query failed after its first reply (store error)
 	CloseShutdown                                  // server shutdown
 	CloseQueryRejected                             // an ACTIVELEASEQUERY answered with an error status (RFC 7653 section 9.3)
+	CloseNotSecured                                // secure mode: the first message was not STARTTLS
+	CloseTLSHandshake                              // the TLS handshake after STARTTLS failed or timed out
 )
 
 // String returns the label used in logs and metrics, such as "slow_consumer".
@@ -47,6 +49,10 @@ func (r CloseReason) String() string {
 		return "shutdown"
 	case CloseQueryRejected:
 		return "query_rejected"
+	case CloseNotSecured:
+		return "not_secured"
+	case CloseTLSHandshake:
+		return "tls_handshake"
 	}
 	return "unknown"
 }
@@ -56,4 +62,5 @@ var closeReasons = []CloseReason{
 	ClosePeerClosed, CloseReadError, CloseWriteError, CloseProtocolViolation,
 	CloseSlowConsumer, CloseIdle, CloseTooManyConnections, CloseNotAllowed,
 	CloseNotSupported, CloseQueryAborted, CloseShutdown, CloseQueryRejected,
+	CloseNotSecured, CloseTLSHandshake,
 }

@@ -49,6 +49,7 @@ type Server struct {
 	nextSweep    time.Time // ticker goroutine only
 
 	active *activeServer // Active Leasequery; nil when Config.Active is off
+	tls    *tlsServer    // secure mode; nil without Config.TLS
 }
 
 // Option sets a hook of a Server: logger, metrics or clock.
@@ -106,6 +107,10 @@ func New(cfg Config, src Store, opts ...Option) (*Server, error) {
 		}
 		s.metrics = m
 	}
+	var err error
+	if s.tls, err = newTLSServer(&cfg.TLS); err != nil {
+		return nil, err
+	}
 	s.requestors = requestorTable{
 		maxConns:   cfg.MaxConnsPerRequestor,
 		maxQueries: cfg.MaxQueriesPerRequestor,
@@ -162,6 +167,7 @@ func (s *Server) Run() error {
 	if s.udp != nil {
 		s.udp.close()
 	}
+	s.tls.closeAll()
 	s.producers.Wait()
 	switch {
 	case s.runErr != nil:
@@ -210,6 +216,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 
 	s.forEachLoop(func(l *loop) { l.shutdown() })
+	s.tls.shutdown()
 	var waitErr error
 	for s.conns.Load() > 0 && waitErr == nil {
 		select {
