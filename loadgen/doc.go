@@ -9,11 +9,11 @@
 // IA_NA address and maybe an IA_PD prefix, getting new bindings, renewing,
 // releasing and letting them expire. The sequence of changes depends only
 // on the seed and the settings. RunChurn paces the changes at a target rate
-// into a Sink: alqd's ingest API (NewIngestSink), any ingest.Applier such
-// as a store (NewApplierSink), or a lease file in the exact format of Kea
-// 2.2's memfile backend, with Kea's lease file cleanup (KeaWriter), so that
-// alqd's Kea follower runs on generated load. Benchmarks and tests can also
-// take batches of store.Binding from Churn.Next directly.
+// into a Sink. The sinks are alqd's ingest API (NewIngestSink), any
+// ingest.Applier such as a store (NewApplierSink), and a lease file in the
+// exact format of Kea 2.2's memfile backend with Kea's lease file cleanup
+// (KeaWriter), on which alqd's Kea follower can run. Benchmarks and tests
+// can also take batches of store.Binding from Churn.Next directly.
 //
 // # Latency stamps
 //

@@ -45,7 +45,7 @@ type fakeQuery struct {
 	tls       bool
 }
 
-// fakeConn is one connection as the script sees it.
+// fakeConn is the script's handle on one connection.
 type fakeConn struct {
 	srv   *fakeServer
 	index int
@@ -141,8 +141,9 @@ func (s *fakeServer) serve(c net.Conn) {
 	s.script(&fakeConn{srv: s, index: index, conn: c, xid: m.TransactionID})
 }
 
-// startTLS answers STARTTLS with REPLY and runs the server handshake, or
-// refuses TLS when the server has no TLS configuration.
+// startTLS sends the REPLY to STARTTLS and runs the server handshake, or
+// rejects TLS with TLSConnectionRefused when the server has no TLS
+// configuration.
 func (s *fakeServer) startTLS(c net.Conn, xid uint32) (net.Conn, error) {
 	b, _ := codec.AppendHeader(nil, codec.MsgReply, xid)
 	if s.tls == nil {

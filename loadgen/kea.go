@@ -36,7 +36,8 @@ const (
 //     as Kea's reclaim timer writes it.
 //
 // Kea can not take a hardware address from a DUID-EN, so hwaddr, hwtype and
-// hwaddr_source stay empty; hostname is empty and the DNS update flags 0.
+// hwaddr_source stay empty. The hostname is empty and the DNS update flags
+// are 0.
 // A relayed binding carries the relay in user_context as Kea 2.2 stores it
 // with store-extended-info: hop, link, options (the relay's options as
 // upper-case hex, in code order) and peer, with commas escaped as "&#x2c".
@@ -89,7 +90,7 @@ func appendKeaRelayContext(dst []byte, b *store.Binding) []byte {
 	return append(dst, `" } ] } }`...)
 }
 
-// relayHeaderEnd is where the options of a Relay-forward start.
+// relayHeaderEnd is the offset of the options in a Relay-forward.
 const relayHeaderEnd = 34
 
 func appendColonHex(dst, b []byte) []byte {
@@ -122,9 +123,9 @@ type KeaConfig struct {
 }
 
 // KeaWriter appends binding changes to a lease file as Kea 2.2's memfile
-// backend writes them, and optionally rotates it as Kea's lease file
-// cleanup (LFC) does, so that a follower of Kea's lease file can be tested
-// and benchmarked on generated load.
+// backend writes them. It can also rotate the file as Kea's lease file
+// cleanup (LFC) does. A follower of Kea's lease file can then be tested and
+// benchmarked on generated load.
 //
 // A rotation does what Kea 2.2 and kea-lfc do: Kea closes the live file,
 // renames it to Path.1, opens a new live file with a header and starts

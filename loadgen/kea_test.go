@@ -140,8 +140,8 @@ func keaRowKind(k ChangeKind) ingest.RowKind {
 }
 
 // TestKeaFollowerKinds runs the ingest package's Kea follower on a
-// generated file. With stable DUIDs (relay stamps) it tells new bindings
-// from renewals exactly as the churn made them.
+// generated file. With stable DUIDs (relay stamps) it classifies new
+// bindings and renewals exactly as the churn made them.
 func TestKeaFollowerKinds(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "leases6.csv")
 	w, err := NewKeaWriter(KeaConfig{Path: path})

@@ -52,10 +52,10 @@ type SendFunc func(ctx context.Context, bindings []store.Binding) error
 // Invariants:
 //
 //  1. The changes of one client always go to the same lane (client number
-//     modulo Lanes), and a lane sends its requests one after another in
-//     the order of Write, so the changes of a client are committed in the
-//     order they were generated. Requests of different lanes may commit in
-//     any order.
+//     modulo Lanes). A lane sends its requests one after another in the
+//     order of Write, so the changes of a client are committed in the order
+//     they were generated. Requests of different lanes may commit in any
+//     order.
 //  2. At most Lanes requests are in flight, and at most Backlog batches
 //     wait per lane; Write blocks beyond that, so a slow server slows the
 //     run down instead of growing memory.

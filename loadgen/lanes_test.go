@@ -49,7 +49,7 @@ func TestIngestSinkRoundTrip(t *testing.T) {
 		t.Fatalf("the store got %d bindings, want 3000", len(got))
 	}
 	// Per client, the bindings arrive in the order a Churn with the same
-	// seed generates them; only the CLTT and the stamp depend on the time.
+	// seed generates them. Only the CLTT and the stamp depend on the time.
 	want := newTestChurn(t, cfg).NextChanges(nil, 3000, fixedNow)
 	next := make(map[uint32][]Change)
 	for _, ch := range want {
@@ -92,6 +92,7 @@ func TestLaneSinkBoundsInFlight(t *testing.T) {
 		inFlight.Add(-1)
 		return nil
 	}
+
 	sink, err := NewLaneSink(context.Background(), send, LaneConfig{Lanes: 2, MaxBatch: 50, Backlog: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +106,7 @@ func TestLaneSinkBoundsInFlight(t *testing.T) {
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
+
 	if p := peak.Load(); p > 2 {
 		t.Errorf("%d requests in flight with 2 lanes", p)
 	}

@@ -32,8 +32,8 @@ const pdPoolBits = 33
 const MaxLinks = 1 << 16
 
 // MaxClients is the largest client population. The client number is the
-// low 32 bits of addresses and DUIDs; the bound keeps the per-client state of
-// a Churn (5 octets a client) under 100 MiB.
+// low 32 bits of addresses and DUIDs. The bound keeps the per-client state
+// of a Churn (5 octets a client) under 100 MiB.
 const MaxClients = 1 << 24
 
 // DocumentationEnterpriseNumber is the IANA private enterprise number that

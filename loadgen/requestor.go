@@ -24,7 +24,7 @@ import (
 // is seen only once the data is read.
 const stalledDrainTimeout = time.Second
 
-// RequestorResult is what one connection of a swarm did.
+// RequestorResult is the outcome of one connection of a swarm.
 type RequestorResult struct {
 	Index          int     `json:"index"` // in the whole swarm
 	Class          string  `json:"class"` // normal, slow or stalled
@@ -42,7 +42,7 @@ type RequestorResult struct {
 type requestor struct {
 	s           *swarm
 	class       requestorClass
-	filterRelay int // relay whose bindings the query asks for; -1 when unfiltered
+	filterRelay int // relay whose bindings the query requests; -1 when unfiltered
 	source      netip.Addr
 	res         RequestorResult
 
@@ -216,23 +216,23 @@ func (r *requestor) startTLS(ctx context.Context, tcp *net.TCPConn) (*tls.Conn, 
 
 	var size [codec.FrameHeaderLen]byte
 	if _, err := io.ReadFull(tcp, size[:]); err != nil {
-		return nil, fmt.Errorf("reading the answer to STARTTLS failed: %w", err)
+		return nil, fmt.Errorf("reading the REPLY to STARTTLS failed: %w", err)
 	}
 	reply := make([]byte, binary.BigEndian.Uint16(size[:]))
 	if _, err := io.ReadFull(tcp, reply); err != nil {
-		return nil, fmt.Errorf("reading the answer to STARTTLS failed: %w", err)
+		return nil, fmt.Errorf("reading the REPLY to STARTTLS failed: %w", err)
 	}
 	var m codec.Message
 	if err := m.Decode(reply); err != nil {
-		return nil, fmt.Errorf("the answer to STARTTLS does not decode: %w", err)
+		return nil, fmt.Errorf("the REPLY to STARTTLS does not decode: %w", err)
 	}
 	if m.Type != codec.MsgReply || m.TransactionID != r.xid() {
-		return nil, fmt.Errorf("STARTTLS answered by %v with transaction-id 0x%06x, want REPLY with 0x%06x", m.Type, m.TransactionID, r.xid())
+		return nil, fmt.Errorf("the server responded to STARTTLS with %v and transaction-id 0x%06x, want REPLY with 0x%06x", m.Type, m.TransactionID, r.xid())
 	}
 	if st, ok, err := m.Options.Status(); err != nil {
 		return nil, fmt.Errorf("the REPLY to STARTTLS has a bad status: %w", err)
 	} else if ok && st.Code != codec.StatusSuccess {
-		return nil, fmt.Errorf("the server refused STARTTLS: %w", st.Err())
+		return nil, fmt.Errorf("the server rejected STARTTLS: %w", st.Err())
 	}
 
 	tc := tls.Client(tcp, r.s.cfg.TLS)

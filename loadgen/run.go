@@ -31,10 +31,10 @@ type Sink interface {
 
 // SinkStats are the counters of a Sink.
 type SinkStats struct {
-	Requests    uint64         // requests answered, or batches of rows written
+	Requests    uint64         // requests that succeeded, or batches of rows written
 	Errors      uint64         // requests that failed
 	FirstError  string         // the first failure, in words
-	Latency     LatencySummary // from sending a request to its answer, in µs; empty for file sinks
+	Latency     LatencySummary // from sending a request to its response, in µs; empty for file sinks
 	Rows        uint64         // rows written to a lease file
 	Rotations   uint64         // lease files renamed to .1 and replaced
 	Compactions uint64         // lease file cleanups (LFC) finished

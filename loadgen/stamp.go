@@ -26,16 +26,17 @@ const (
 	//	octets 6-9    client number, big-endian
 	//	octets 10-17  send time, Unix nanoseconds, big-endian; 0 is no stamp
 	//
-	// NOTE: the DUID then changes with every change, so the server sees
-	// every renewal as coming from a new DUID: its client-id index moves,
-	// and a Kea lease file follower reads renewals as new bindings.
+	// NOTE: the DUID then changes with every change, so the server records
+	// every renewal under a new DUID. Its client-id index moves, and a Kea
+	// lease file follower classifies renewals as new bindings.
 	StampDUID StampMode = iota
 
 	// StampRelay writes the time into an OPTION_VENDOR_OPTS (RFC 8415
-	// section 21.17) that the relay puts first in its Relay-forward, which
-	// the server returns in OPTION_LQ_RELAY_DATA (RFC 5007 section 4.1.2.4):
-	// enterprise-number 32473, then one sub-option of code 1 and length 8
-	// holding the send time in Unix nanoseconds, big-endian. The DUID stays
+	// section 21.17) that the relay puts first in its Relay-forward. The
+	// server returns that message in OPTION_LQ_RELAY_DATA (RFC 5007 section
+	// 4.1.2.4). The option holds enterprise-number 32473, then one
+	// sub-option of code 1 and length 8 with the send time in Unix
+	// nanoseconds, big-endian. The DUID stays
 	// the same for the life of the client. Only relayed clients carry a
 	// stamp, and only requestors that ask for OPTION_LQ_RELAY_DATA see it.
 	StampRelay

@@ -75,7 +75,7 @@ func spreadOf(values []float64) Spread {
 
 // latencyRecorder is a latency histogram that many goroutines record into.
 // It is split into shards, each behind its own mutex, so that goroutines
-// recording at once rarely wait for each other; a goroutine records a whole
+// recording at once rarely wait for each other. A goroutine records a whole
 // batch of values per lock. The alternative, one histogram per connection,
 // costs about 190 KiB each, too much for tens of thousands of connections.
 type latencyRecorder struct {

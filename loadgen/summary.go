@@ -215,6 +215,8 @@ func MergeSwarmSummaries(parts []*SwarmSummary) (*SwarmSummary, error) {
 		MessageTypes: make(map[string]int64),
 		Statuses:     make(map[string]int64),
 	}
+
+	// Add up the counters and the raw data.
 	h := newLatencyHistogram()
 	var results []RequestorResult
 	var reasons []string
@@ -229,29 +231,14 @@ func MergeSwarmSummaries(parts []*SwarmSummary) (*SwarmSummary, error) {
 			}
 			h.Merge(part)
 		}
-		sum.Processes += p.Processes
-		sum.ElapsedSeconds = max(sum.ElapsedSeconds, p.ElapsedSeconds)
-		sum.Messages += p.Messages
-		sum.Updates += p.Updates
-		sum.Keepalives += p.Keepalives
-		sum.Bytes += p.Bytes
-		sum.DecodeFailures += p.DecodeFailures
-		sum.Unstamped += p.Unstamped
-		sum.Errors += p.Errors
-		if sum.FirstError == "" {
-			sum.FirstError = p.FirstError
-		}
-		for k, v := range p.MessageTypes {
-			sum.MessageTypes[k] += v
-		}
-		for k, v := range p.Statuses {
-			sum.Statuses[k] += v
-		}
+		sum.addCounters(p)
 		if !slices.Contains(reasons, p.StopReason) {
 			reasons = append(reasons, p.StopReason)
 		}
 		results = append(results, p.Results...)
 	}
+
+	// Derive what does not add up.
 	sort.Strings(reasons)
 	sum.StopReason = strings.Join(reasons, ",")
 	sort.Slice(results, func(i, j int) bool { return results[i].Index < results[j].Index })
@@ -263,4 +250,26 @@ func MergeSwarmSummaries(parts []*SwarmSummary) (*SwarmSummary, error) {
 	}
 	sum.Results = results
 	return sum, nil
+}
+
+// addCounters adds the counters of p to s.
+func (s *SwarmSummary) addCounters(p *SwarmSummary) {
+	s.Processes += p.Processes
+	s.ElapsedSeconds = max(s.ElapsedSeconds, p.ElapsedSeconds)
+	s.Messages += p.Messages
+	s.Updates += p.Updates
+	s.Keepalives += p.Keepalives
+	s.Bytes += p.Bytes
+	s.DecodeFailures += p.DecodeFailures
+	s.Unstamped += p.Unstamped
+	s.Errors += p.Errors
+	if s.FirstError == "" {
+		s.FirstError = p.FirstError
+	}
+	for k, v := range p.MessageTypes {
+		s.MessageTypes[k] += v
+	}
+	for k, v := range p.Statuses {
+		s.Statuses[k] += v
+	}
 }

@@ -69,7 +69,7 @@ type SwarmConfig struct {
 	// after each read (defaults 1024 octets and 10 ms). Stalled connections
 	// never read after sending their query. When SlowReceiveBuffer is set,
 	// slow and stalled connections get that SO_RCVBUF (octets), so the
-	// server sees them blocked sooner.
+	// server finds them blocked sooner.
 	Slow              int
 	SlowReadDelay     time.Duration
 	SlowReadBytes     int
@@ -80,7 +80,7 @@ type SwarmConfig struct {
 	// 8 KiB.
 	ReadBufferBytes int
 
-	// RelayData asks for OPTION_LQ_RELAY_DATA, which relay stamps need
+	// RelayData requests OPTION_LQ_RELAY_DATA, which relay stamps need
 	// (StampRelay).
 	RelayData bool
 
@@ -163,7 +163,7 @@ func (c *SwarmConfig) Validate() error {
 	return nil
 }
 
-// requestorClass is how a connection reads.
+// requestorClass is the reading behaviour of a connection.
 type requestorClass uint8
 
 const (
@@ -185,7 +185,7 @@ func spreadOver(i, k, n int) (bool, int) {
 }
 
 // connectionRole returns the class of connection i of a swarm of n and
-// the relay whose bindings its query asks for, -1 for none. The slow and
+// the relay whose bindings its query requests, -1 for none. The slow and
 // stalled connections are spread evenly over the swarm, and the stalled
 // ones evenly among them. Filtered connections are spread evenly within
 // the normal readers first, then within the slow ones, then within the

@@ -33,7 +33,7 @@ func RaiseFileLimit() (uint64, error) {
 //
 // With a fixed local address, IP_BIND_ADDRESS_NO_PORT lets the kernel pick
 // the source port at connect time by the whole 4-tuple, instead of at bind
-// time among the ports unused on that address, so that one source address
+// time among the ports unused on that address. One source address then
 // serves up to one connection per ephemeral port and server. A receive
 // buffer set here, before the SYN, also limits the window scale the
 // connection negotiates.

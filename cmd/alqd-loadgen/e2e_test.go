@@ -22,9 +22,9 @@ import (
 const alqdBinaryEnv = "ALQD_LOADGEN_E2E_ALQD"
 
 // TestEndToEnd runs a swarm against a real alqd with Active Leasequery on
-// loopback while churn feeds it through the ingest API: every update must
-// decode and carry its stamp, unfiltered connections must see the changes,
-// and a connection filtered by relay-id only its relay's share.
+// loopback while churn feeds it through the ingest API. Every update must
+// decode and carry its stamp. Unfiltered connections must receive the
+// changes, and a connection filtered by relay-id only its relay's share.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts alqd; skipped with -short")

@@ -3,11 +3,11 @@
 //	alqd-loadgen churn [flags]   binding changes into the ingest API or a Kea lease file
 //	alqd-loadgen swarm [flags]   many Active Leasequery requestors against the server
 //
-// Both stop by themselves after --duration or --count, print a progress
-// line on stderr once a second and a JSON summary on stdout at the end,
-// and exit with status 1 when the run saw errors (for swarm: any message
-// that did not decode, or any failed connection) and 2 for bad flags.
-// They aim only at loopback addresses unless --allow-remote is given.
+// Both stop by themselves after --duration or --count. They print a
+// progress line on stderr once a second and a JSON summary on stdout at the
+// end. The exit status is 1 when the run saw errors (for swarm: any message
+// that did not decode, or any failed connection) and 2 for bad flags. They
+// aim only at loopback addresses unless --allow-remote is given.
 //
 // Latency: churn stamps the send time of every change into the client
 // DUID (--stamp duid, a DUID-EN of enterprise number 32473 whose last 8

@@ -117,8 +117,8 @@ func TestChurnUsageErrors(t *testing.T) {
 	}
 }
 
-// startServer starts a minimal Active Leasequery server on loopback that
-// answers every ACTIVELEASEQUERY with LEASEQUERY-REPLY and five stamped
+// startServer starts a minimal Active Leasequery server on loopback. It
+// responds to every ACTIVELEASEQUERY with LEASEQUERY-REPLY and five stamped
 // updates, then waits for the requestor to leave.
 func startServer(t *testing.T) string {
 	t.Helper()

@@ -126,12 +126,12 @@ func (c *child) follow(r io.Reader, stderr io.Writer) {
 	}
 }
 
-// stopChildren asks every running child to end its run early; each still
-// prints its summary.
+// stopChildren sends SIGINT to every started child, which ends its run
+// early; each still prints its summary.
 func stopChildren(children []*child) {
 	for _, c := range children {
 		if c.cmd.Process != nil {
-			_ = c.cmd.Process.Signal(os.Interrupt) // fails only when it has already exited
+			_ = c.cmd.Process.Signal(os.Interrupt) // an error means it has exited: nothing to stop
 		}
 	}
 }

@@ -52,28 +52,35 @@ func newSwarmFlags() (*flag.FlagSet, *swarmFlags) {
 	fs.StringVar(&c.Server, "server", "127.0.0.1:15470", "TCP address of the alqd server, host:port")
 	fs.IntVar(&c.Connections, "connections", loadgen.DefaultConnections, "requestor connections to open")
 	fs.IntVar(&f.sources, "sources", 0, "bind the local addresses 127.0.0.1 to 127.0.0.N, one per connection in turn; 0 picks one per 10,000 connections for an IPv4 loopback server")
+
 	fs.IntVar(&c.Filtered, "filtered", 0, "connections that ask only for the bindings of one relay (OPTION_LQ_QUERY with QUERY_BY_RELAY_ID)")
 	fs.IntVar(&c.FilterRelays, "filter-relays", loadgen.DefaultRelays, "relay-ids the filtered connections cycle through; match churn --relays")
+
 	fs.IntVar(&c.Slow, "slow", 0, "connections that read slowly")
 	fs.DurationVar(&c.SlowReadDelay, "slow-delay", loadgen.DefaultSlowReadDelay, "pause of a slow connection after each read")
 	fs.IntVar(&c.SlowReadBytes, "slow-read-bytes", loadgen.DefaultSlowReadBytes, "octets a slow connection reads at a time")
 	fs.IntVar(&c.Stalled, "stalled", 0, "connections that never read after their query")
 	fs.IntVar(&c.SlowReceiveBuffer, "slow-rcvbuf", 0, "SO_RCVBUF of slow and stalled connections in octets (0: the kernel's default)")
 	fs.IntVar(&c.ReadBufferBytes, "read-buffer", loadgen.DefaultReadBufferBytes, "read buffer of the other connections in octets")
+
 	fs.BoolVar(&c.RelayData, "relay-data", false, "ask for OPTION_LQ_RELAY_DATA, which churn --stamp relay needs")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", loadgen.DefaultDialTimeout, "time limit for the TCP connect and STARTTLS of one connection")
 	fs.Float64Var(&c.DialRate, "dial-rate", loadgen.DefaultDialRate, "connections opened per second, over all processes")
+
 	fs.DurationVar(&c.Duration, "duration", loadgen.DefaultSwarmDuration, "stop after this long")
 	fs.Int64Var(&c.Count, "count", loadgen.DefaultSwarmCount, "stop after this many updates received, over all processes")
 	fs.IntVar(&f.procs, "procs", 1, "run the swarm as this many child processes, each with its share of the connections, and merge their summaries; use it above about 19,000 connections, since a process may hold at most RLIMIT_NOFILE descriptors")
+
 	fs.BoolVar(&f.allowRemote, "allow-remote", false, "allow a server address that is not on loopback")
 	fs.BoolVar(&f.quiet, "quiet", false, "print no progress line")
 	fs.BoolVar(&f.raw, "raw", false, "add the latency histogram and every connection's result to the summary")
+
 	fs.BoolVar(&f.tls, "tls", false, "send STARTTLS and run TLS on every connection (RFC 7653 section 8.2)")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of the CA certificates that verify the server (default: the system's)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM file of the requestor's certificate, for servers that require one")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM file of the key of --tls-cert")
 	fs.StringVar(&f.tlsServerName, "tls-server-name", "", "name to verify in the server's certificate (default: the host of --server)")
+
 	fs.StringVar(&f.childRange, "child-range", "", "internal: the first:count connections of a child process")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: alqd-loadgen swarm [flags]\n\n"+
@@ -142,7 +149,7 @@ func (f *swarmFlags) tlsConfig(host string) (*tls.Config, error) {
 		}
 		cfg.RootCAs = x509.NewCertPool()
 		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca %s holds no PEM certificate", f.tlsCA)
+			return nil, fmt.Errorf("--tls-ca %s contains no PEM certificate", f.tlsCA)
 		}
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
