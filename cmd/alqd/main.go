@@ -9,6 +9,8 @@
 //
 // Run alqd -h for the flags. SIGTERM or SIGINT shuts it down: running bulk
 // queries end with LEASEQUERY-DONE QueryTerminated and the store is closed.
+// SIGHUP rereads the TLS certificate, key and client CA files; connections
+// already established keep running.
 package main
 
 import (
@@ -116,6 +118,15 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 			return err
 		}
 	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	side.Add(1)
+	go func() {
+		defer side.Done()
+		reloadOnSignal(sideCtx, hup, srv.ReloadTLS, o.server.TLS.Enabled(), log)
+	}()
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- srv.Run() }()
