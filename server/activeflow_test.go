@@ -282,3 +282,59 @@ func TestActiveFilteredQueries(t *testing.T) {
 		}
 	})
 }
+
+// TestActiveResumeFromLaggingConnection drops a connection in the middle of
+// the store resync that follows a block, and resumes with the base-time of
+// the last message read (RFC 7653 section 8.3): no binding changed before
+// that base-time may still have been unsent, so the resumed connection
+// ends with the exact state of every binding.
+func TestActiveResumeFromLaggingConnection(t *testing.T) {
+	clock := newTestClock(testNow)
+	st := openStoreAt(t, t.TempDir(), clock, 0)
+	closeAtEnd(t, st)
+	cfg := activeConfig()
+	cfg.NotSentLowWater = 1024
+	cfg.ActiveRingSize = 64
+	srv := startServerAt(t, st, cfg, clock)
+
+	ch := newChurn(clock, 4, 300)
+	ctx := context.Background()
+	if err := ch.all(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	a := &activeRequestor{testRequestor: dialSmallBuffer(t, srv, 4096), view: map[netip.Prefix]leaseState{}}
+	a.start(0x81, nil, oro(codec.OptLQBaseTime), startTime(testNow.Add(-time.Hour)))
+	a.readUntil(5*time.Second, "initial catch-up", func() bool {
+		return len(a.statuses) > 0 && a.statuses[len(a.statuses)-1] == codec.StatusCatchUpComplete
+	})
+
+	// The requestor stops reading while 40 seconds of changes happen.
+	blocked := srv.active.ring.Stats().Blocked
+	for i := 0; i < 40; i++ {
+		if err := ch.round(ctx, st, 30); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "requestor blocked", func() bool { return srv.active.ring.Stats().Blocked > blocked })
+
+	// It reads part of what follows and loses the connection.
+	for range 150 {
+		if _, err := a.nextEvent(5 * time.Second); err != nil {
+			t.Fatalf("reading after the block: %v", err)
+		}
+	}
+	checkpoint := a.lastBase
+	if checkpoint >= codec.DHCPTime(clock.now()) {
+		t.Logf("checkpoint %d is the current second; the resync was already complete", checkpoint)
+	}
+	_ = a.conn.Close()
+
+	b := &activeRequestor{testRequestor: dial(t, srv), view: a.view}
+	b.start(0x82, nil, oro(codec.OptLQBaseTime), uint32Option(codec.OptLQStartTime, checkpoint))
+	b.readUntil(5*time.Second, "catch-up from the checkpoint", func() bool {
+		return len(b.statuses) > 0 && b.statuses[len(b.statuses)-1] == codec.StatusCatchUpComplete
+	})
+	if d := diffViews(b.view, storeView(t, st, false, nil)); len(d) > 0 {
+		t.Errorf("view resumed from base-time %v differs from the store:\n%v", codec.TimeFromDHCP(checkpoint), d)
+	}
+}
