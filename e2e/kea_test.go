@@ -186,10 +186,13 @@ func TestKeaToRequestors(t *testing.T) {
 	}
 	compareStore(t, snap, cfg.DataDir)
 	frozenFor := time.Since(frozen.at)
-	if err := frozen.resumeUntilLFC(); err != nil {
+	if err := frozen.resume(); err != nil {
 		t.Error(err)
 	}
-	t.Logf("Kea stopped for %v; %d lease file rotations; whole test %v",
+	if err := stopKea(env.Kea); err != nil {
+		t.Error(err)
+	}
+	t.Logf("Kea paused for %v; %d lease file rotations; whole test %v",
 		frozenFor.Round(time.Millisecond), rotations.Load(), time.Since(began).Round(time.Second))
 }
 
@@ -389,13 +392,11 @@ func waitForExpiries(ctx context.Context, t *testing.T, kea *keatest.Kea, rotati
 
 // frozenKea is a kea-dhcp6 process stopped with SIGSTOP.
 type frozenKea struct {
-	pid       int
-	leaseFile string
-	at        time.Time // when Kea was stopped
+	pid int
+	at  time.Time // when Kea was stopped
 
-	once          sync.Once
-	err           error
-	rotationInode uint64 // inode of the live lease file when Kea continued
+	once sync.Once
+	err  error
 }
 
 // freezeKea takes Kea's leases at a moment when the lease file does not
@@ -413,7 +414,7 @@ func freezeKea(ctx context.Context, t *testing.T, kea *keatest.Kea) (keaSnapshot
 		if err != nil {
 			t.Fatal(err)
 		}
-		frozen := &frozenKea{pid: kea.PID(), leaseFile: kea.LeaseFile(), at: time.Now()}
+		frozen := &frozenKea{pid: kea.PID(), at: time.Now()}
 		if err := syscall.Kill(frozen.pid, syscall.SIGSTOP); err != nil {
 			t.Fatalf("stop Kea (pid %d): %v", frozen.pid, err)
 		}
@@ -432,7 +433,7 @@ func freezeKea(ctx context.Context, t *testing.T, kea *keatest.Kea) (keaSnapshot
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("Kea stopped with %d leases, live lease file at %d bytes (attempt %d)", len(leases), after.size, attempt)
+			t.Logf("Kea paused (SIGSTOP) with %d leases, live lease file at %d bytes (attempt %d)", len(leases), after.size, attempt)
 			return snap, frozen
 		}
 		if err := frozen.resume(); err != nil {
@@ -452,7 +453,6 @@ func freezeKea(ctx context.Context, t *testing.T, kea *keatest.Kea) (keaSnapshot
 // resume continues Kea (SIGCONT). It is idempotent.
 func (f *frozenKea) resume() error {
 	f.once.Do(func() {
-		f.rotationInode = inodeOf(f.leaseFile)
 		err := syscall.Kill(f.pid, syscall.SIGCONT)
 		if err != nil && !errors.Is(err, syscall.ESRCH) {
 			f.err = fmt.Errorf("continue Kea (pid %d): %w", f.pid, err)
@@ -461,26 +461,25 @@ func (f *frozenKea) resume() error {
 	return f.err
 }
 
-// resumeUntilLFC continues Kea and waits until its next LFC has finished,
-// so that Kea can be stopped before the next one starts. Kea renames the
-// lease file to .1 and then starts kea-lfc, which deletes .1 and its .pid
-// file when it finishes. When Kea is stopped just as it starts kea-lfc,
-// kea-lfc outlives it in the namespace, and LFC falls due at once after a
-// long SIGSTOP.
-func (f *frozenKea) resumeUntilLFC() error {
-	if err := f.resume(); err != nil {
+// stopKea stops Kea and waits until no kea-lfc it started is left. Kea
+// renames the lease file to .1 before it starts kea-lfc, and kea-lfc
+// deletes .1 and then its .pid file when it finishes. Kea.Stop waits only
+// for the .pid file, which a kea-lfc started just before SIGTERM may not
+// have written yet; LFC falls due at once after a long SIGSTOP.
+func stopKea(kea *keatest.Kea) error {
+	if err := kea.Stop(); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(lfcInterval + 10*time.Second)
-	for time.Now().Before(deadline) {
-		_, errRotated := os.Stat(f.leaseFile + ".1")
-		_, errLFC := os.Stat(f.leaseFile + ".pid")
-		if inodeOf(f.leaseFile) != f.rotationInode && errors.Is(errRotated, os.ErrNotExist) && errors.Is(errLFC, os.ErrNotExist) {
+	const timeout = 10 * time.Second
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		_, errRotated := os.Stat(kea.LeaseFile() + ".1")
+		_, errLFC := os.Stat(kea.LeaseFile() + ".pid")
+		if errors.Is(errRotated, os.ErrNotExist) && errors.Is(errLFC, os.ErrNotExist) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("no LFC of Kea (pid %d) finished within %v of continuing it", f.pid, lfcInterval+10*time.Second)
+	return fmt.Errorf("kea-lfc had not finished %v after Kea stopped: %s.1 or .pid still exists", timeout, kea.LeaseFile())
 }
 
 // waitQuiet waits until the unfiltered active requestor has received no

@@ -81,6 +81,10 @@ func main() {
 		r.say("failed: %v", err)
 		os.Exit(1)
 	}
+	if r.cleanupFailed {
+		r.say("failed: stopping the processes reported the errors above")
+		os.Exit(1)
+	}
 }
 
 func parseOptions(args []string) (options, error) {
@@ -124,6 +128,8 @@ type runner struct {
 	opts     options
 	dir      string   // temporary directory: alqd's store and the logs
 	cleanups []func() // run last registered first
+
+	cleanupFailed bool // a cleanup reported an error
 }
 
 func (r *runner) say(format string, args ...any) {
@@ -195,11 +201,20 @@ func (r *runner) alqdArgs(listen, metrics netip.AddrPort) []string {
 // the last third shows leases expiring.
 func (r *runner) runKea(ctx context.Context) error {
 	tb := newHarnessTB(r.say)
+	var env *keatest.Env
 	r.cleanups = append(r.cleanups, func() {
 		r.say("stopping Kea and deleting the network namespaces")
+		if env != nil {
+			if err := stopKea(env.Kea); err != nil {
+				r.say("%v", err)
+				r.cleanupFailed = true
+			}
+		}
 		tb.runCleanups()
+		if tb.Failed() {
+			r.cleanupFailed = true
+		}
 	})
-	var env *keatest.Env
 	err := tb.call(func() {
 		env = keatest.Start(tb, keatest.Config{
 			ValidLifetime:     20 * time.Second,
@@ -253,6 +268,27 @@ func (r *runner) runKea(ctx context.Context) error {
 		return err
 	}
 	return r.finish(alqd, watch, counter)
+}
+
+// stopKea stops Kea and waits until no kea-lfc it started is left. Kea
+// renames the lease file to .1 before it starts kea-lfc, and kea-lfc
+// deletes .1 and then its .pid file when it finishes. Kea.Stop waits only
+// for the .pid file, which a kea-lfc started just before SIGTERM may not
+// have written yet.
+func stopKea(kea *keatest.Kea) error {
+	if err := kea.Stop(); err != nil {
+		return err
+	}
+	const timeout = 10 * time.Second
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		_, errRotated := os.Stat(kea.LeaseFile() + ".1")
+		_, errLFC := os.Stat(kea.LeaseFile() + ".pid")
+		if errors.Is(errRotated, os.ErrNotExist) && errors.Is(errLFC, os.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("kea-lfc had not finished %v after Kea stopped: %s.1 or .pid still exists", timeout, kea.LeaseFile())
 }
 
 // runLoadgen starts alqd with its ingest API, alq watch, and alqd-loadgen
