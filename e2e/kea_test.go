@@ -130,6 +130,9 @@ func TestKeaToRequestors(t *testing.T) {
 		t.Errorf("alqd restart: %v", err)
 	}
 	stoppedAt := time.Now()
+	// The new alqd binds the same port at once, while the connections the
+	// old one closed at shutdown are still in TIME_WAIT on it; Linux allows
+	// that only with SO_REUSEADDR on the listening socket.
 	alqd, err = startAlqd(t, cfg, 2)
 	if err != nil {
 		t.Fatalf("alqd restart: %v", err)

@@ -428,6 +428,9 @@ func (r *runner) start(name string, stdout, stderr io.Writer, args ...string) (*
 	path := filepath.Join(r.opts.bin, name)
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// A process group of its own keeps an interrupt at the terminal from
+	// reaching it before this program stops it in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
