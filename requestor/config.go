@@ -59,7 +59,9 @@ type Config struct {
 	// section 8.2): STARTTLS first, then a TLS handshake that must verify the
 	// server with TLS.RootCAs and TLS.ServerName (the host of Server when
 	// empty). Set TLS.Certificates to the requestor's own certificate,
-	// because a server in secure mode requires one. Nil is insecure mode.
+	// because a server in secure mode requires one. A zero MinVersion means
+	// TLS 1.2 and nil CipherSuites the ECDHE AEAD suites of RFC 7525 for TLS
+	// 1.2. Nil is insecure mode.
 	TLS *tls.Config
 
 	// DialTimeout bounds one TCP connection attempt. Default 10 s.

@@ -294,6 +294,9 @@ func (c *Conn) startTLS(ctx context.Context) error {
 	if cfg.MinVersion == 0 {
 		cfg.MinVersion = tls.VersionTLS12 // RFC 7525 section 3.1.1
 	}
+	if cfg.CipherSuites == nil {
+		cfg.CipherSuites = tlsCipherSuites
+	}
 	tc := tls.Client(c.nc, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return tlsErr(TLSHandshakeFailed, nil, err)
