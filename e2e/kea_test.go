@@ -32,17 +32,6 @@ const (
 	minRotations    = 2
 )
 
-var keaConfig = keatest.Config{
-	ValidLifetime:           15 * time.Second,
-	PreferredLifetime:       10 * time.Second,
-	RenewTimer:              5 * time.Second,
-	RebindTimer:             8 * time.Second,
-	HoldReclaimedTime:       3 * time.Second,
-	ReclaimTimerWait:        time.Second,
-	FlushReclaimedTimerWait: time.Second,
-	LFCInterval:             lfcInterval,
-}
-
 // TestKeaToRequestors runs the whole chain on real input. perfdhcp clients
 // get leases from Kea, directly and through a relay that adds Remote-ID and
 // Relay-ID. alqd follows Kea's lease file across LFC rotations and one
@@ -68,7 +57,16 @@ func TestKeaToRequestors(t *testing.T) {
 		bin, err := buildAlqd(ctx, tmp)
 		built <- buildResult{bin, err}
 	}()
-	env := keatest.Start(t, keaConfig)
+	env := keatest.Start(t, keatest.Config{
+		ValidLifetime:           15 * time.Second,
+		PreferredLifetime:       10 * time.Second,
+		RenewTimer:              5 * time.Second,
+		RebindTimer:             8 * time.Second,
+		HoldReclaimedTime:       3 * time.Second,
+		ReclaimTimerWait:        time.Second,
+		FlushReclaimedTimerWait: time.Second,
+		LFCInterval:             lfcInterval,
+	})
 	b := <-built
 	if b.err != nil {
 		t.Fatal(b.err)
