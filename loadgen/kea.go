@@ -230,7 +230,9 @@ func (w *KeaWriter) Rotate() error {
 		}
 	}
 
-	if err := w.f.Close(); err != nil {
+	err := w.f.Close()
+	w.f = nil
+	if err != nil {
 		w.err = fmt.Errorf("loadgen: closing %s before rotation: %w", w.cfg.Path, err)
 		return w.err
 	}
@@ -263,7 +265,11 @@ func (w *KeaWriter) Rotate() error {
 // Close closes the live file and waits for a running cleanup. It returns
 // the first error of a write, a rotation or a cleanup.
 func (w *KeaWriter) Close() error {
-	err := w.f.Close()
+	var err error
+	if w.f != nil {
+		err = w.f.Close()
+		w.f = nil
+	}
 	w.lfc.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()

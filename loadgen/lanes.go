@@ -200,6 +200,12 @@ func (s *LaneSink) sendBatch(batch []Change, bindings []store.Binding) []store.B
 	}
 	err := s.send(s.ctx, bindings)
 	took := time.Since(start)
+	if err != nil && s.ctx.Err() != nil {
+		// The sink's context ended: the run was canceled, and requests
+		// cut short by that are not failures of the server.
+		clear(bindings)
+		return bindings
+	}
 
 	s.mu.Lock()
 	_ = s.latency.RecordValue(micros(took))

@@ -196,3 +196,27 @@ func TestApplierSinkStore(t *testing.T) {
 		}
 	}
 }
+
+func TestLaneSinkCancelIsNotAnError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{}, 1)
+	sink, err := NewLaneSink(ctx, func(ctx context.Context, _ []store.Binding) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}, LaneConfig{Lanes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Write(context.Background(), newTestChurn(t, ChurnConfig{}).NextChanges(nil, 5, fixedNow)); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	cancel()
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := sink.Stats(); st.Errors != 0 {
+		t.Errorf("stats %+v: a request cut short by the sink's own cancellation counts as an error", st)
+	}
+}

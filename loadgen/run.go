@@ -221,6 +221,10 @@ loop:
 			}
 			if sinkErr = sink.Write(ctx, changes); sinkErr != nil {
 				sum.StopReason = "sink"
+				if ctx.Err() != nil {
+					// Write gave up waiting because the run was canceled.
+					sum.StopReason, sinkErr = "canceled", nil
+				}
 				break loop
 			}
 			sum.Changes += int64(n)

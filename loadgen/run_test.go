@@ -154,3 +154,23 @@ func TestRunConfigInvalid(t *testing.T) {
 		}
 	}
 }
+
+// blockingSink blocks every Write until ctx ends.
+type blockingSink struct{ countingSink }
+
+func (s *blockingSink) Write(ctx context.Context, _ []Change) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestRunChurnCanceledWhileSinkBlocks(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	sum, err := RunChurn(ctx, newTestChurn(t, ChurnConfig{}), &blockingSink{}, RunConfig{Rate: 1000, Duration: time.Minute})
+	if err != nil {
+		t.Fatalf("RunChurn = %v, want no error for a canceled run", err)
+	}
+	if sum.StopReason != "canceled" || sum.Failed() {
+		t.Errorf("stop reason %q, failed %v: want canceled, not failed", sum.StopReason, sum.Failed())
+	}
+}
