@@ -60,10 +60,10 @@ func (a *activeServer) stop() { a.pub.stopped.Store(true) }
 // a second explicit step, so Active alone has no transport: it needs TLS
 // (secure mode), Insecure (plaintext TCP), or both.
 func (c *Config) validateActive() error {
-	if c.Insecure && !c.Active && !c.TLS.Enabled() {
+	if c.Insecure && !c.Active {
 		return fmt.Errorf("%w: Insecure allows plaintext next to Active Leasequery or TLS and needs one of them", ErrInvalidConfig)
 	}
-	if c.Active && !c.Insecure && !c.TLS.Enabled() {
+	if c.Active && !c.Insecure {
 		return fmt.Errorf("%w: Active is set, but TLS (secure mode) is not configured and Insecure is not set; configure TLS, or set Insecure to serve Active Leasequery over plaintext TCP", ErrActiveNotAvailable)
 	}
 	if err := (fanout.Config{Capacity: c.ActiveRingSize}).Validate(); err != nil {
@@ -195,7 +195,12 @@ func parseActive(r *request, raw []byte, p *policy) (fanout.Filter, *codec.Statu
 	if !found {
 		return fanout.Filter{}, nil
 	}
-	return activeFilter(r), nil
+	filter := activeFilter(r)
+	if err := filter.Validate(); err != nil {
+		// QUERY_BY_LINK_ADDRESS with link-address :: names no link.
+		return malformed("OPTION_LQ_QUERY selects nothing to follow: " + err.Error())
+	}
+	return filter, nil
 }
 
 // activeFilter returns the fanout filter of a checked OPTION_LQ_QUERY.
@@ -278,10 +283,15 @@ func (c *conn) startActive(r *request, filter fanout.Filter) gnet.Action {
 	c.loop.scratch = b
 
 	sub, err := la.group.Subscribe(filter, after, c)
-	if err != nil {
-		// Only a closed group (a shutdown under way) gets here.
+	if errors.Is(err, fanout.ErrGroupClosed) {
 		c.reply(r.xid, r.clientID, &codec.StatusError{Code: codec.StatusUnspecFail, Msg: "the server is shutting down"})
 		return c.closeWith(CloseShutdown)
+	}
+	if err != nil {
+		// parseActive checked the filter, so this is an internal error.
+		c.log.Error("subscribing an active query failed", "filter", describeFilter(filter), "err", err)
+		c.reply(r.xid, r.clientID, &codec.StatusError{Code: codec.StatusUnspecFail, Msg: "the server could not start the query"})
+		return c.closeWith(CloseQueryAborted)
 	}
 	q.sub = sub
 	c.active = q

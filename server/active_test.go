@@ -110,6 +110,7 @@ func TestActiveRejectedQueries(t *testing.T) {
 		}, codec.StatusMalformedQuery, CloseQueryRejected},
 		{"unknown query type", true, &unknown, nil, codec.StatusUnknownQueryType, CloseQueryRejected},
 		{"bad link-address", true, ptr(byRelayID(relay, "ff02::1")), nil, codec.StatusMalformedQuery, CloseQueryRejected},
+		{"link-address query without a link", true, ptr(byLink("::")), nil, codec.StatusMalformedQuery, CloseQueryRejected},
 		{"other server", true, nil, []codec.Option{{Code: codec.OptServerID, Data: duid(99)}}, codec.StatusNotAllowed, CloseQueryRejected},
 	}
 	for _, tt := range tests {

@@ -86,6 +86,14 @@ func encodedAt(t time.Time) time.Time { return t.Truncate(time.Second) }
 func (e *updateEncoder) appendBodies(arena []byte, group []store.Binding, bodies [][]byte) ([]byte, error) {
 	bd := &group[0]
 	at := encodedAt(bd.ChangeTime)
+	if bd.CLTT.IsZero() {
+		// Without a CLTT, appendClientData would report the granted
+		// lifetimes at any time, which appendAged cannot reproduce. The
+		// change is when the server last heard of the client.
+		withCLTT := [1]store.Binding{*bd}
+		withCLTT[0].CLTT = bd.ChangeTime
+		group = withCLTT[:]
+	}
 
 	start := len(arena)
 	out, err := appendClientData(arena, group, e.view, at)
