@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,11 +27,48 @@ import (
 // start it as its children.
 const runMainEnv = "ALQD_LOADGEN_TEST_RUN_MAIN"
 
+// TestMain runs the command when a test starts this binary as a --procs
+// child, and otherwise runs the tests and then checks that no goroutine of
+// the command or of package loadgen outlived them.
 func TestMain(m *testing.M) {
 	if os.Getenv(runMainEnv) == "1" {
 		main()
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		if leaked := leakedGoroutines(5 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leakedGoroutines waits up to timeout for goroutines running code of this
+// command (outside its tests) or of package loadgen to end, and returns the
+// stacks of those that remain.
+func leakedGoroutines(timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var leaked []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "_test.go") {
+				continue
+			}
+			if strings.Contains(g, "/cmd/alqd-loadgen/") || strings.Contains(g, "alqd/alqd/loadgen.") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 {
+			return ""
+		}
+		if time.Now().After(deadline) {
+			return strings.Join(leaked, "\n\n")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // runCommand runs the command in this process and returns its exit status,
