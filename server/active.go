@@ -60,10 +60,10 @@ func (a *activeServer) stop() { a.pub.stopped.Store(true) }
 // a second explicit step, so Active alone has no transport: it needs TLS
 // (secure mode), Insecure (plaintext TCP), or both.
 func (c *Config) validateActive() error {
-	if c.Insecure && !c.Active {
+	if c.Insecure && !c.Active && !c.TLS.Enabled() {
 		return fmt.Errorf("%w: Insecure allows plaintext next to Active Leasequery or TLS and needs one of them", ErrInvalidConfig)
 	}
-	if c.Active && !c.Insecure {
+	if c.Active && !c.Insecure && !c.TLS.Enabled() {
 		return fmt.Errorf("%w: Active is set, but TLS (secure mode) is not configured and Insecure is not set; configure TLS, or set Insecure to serve Active Leasequery over plaintext TCP", ErrActiveNotAvailable)
 	}
 	if err := (fanout.Config{Capacity: c.ActiveRingSize}).Validate(); err != nil {
