@@ -2,6 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -22,7 +30,8 @@ import (
 const alqdBinaryEnv = "ALQD_LOADGEN_E2E_ALQD"
 
 // TestEndToEnd runs a swarm against a real alqd with Active Leasequery on
-// loopback while churn feeds it through the ingest API. Every update must
+// loopback while churn feeds it through the ingest API, over plaintext TCP
+// and over TLS after STARTTLS with client certificates. Every update must
 // decode and carry its stamp. Unfiltered connections must receive the
 // changes, and a connection filtered by relay-id only its relay's share.
 func TestEndToEnd(t *testing.T) {
@@ -30,8 +39,23 @@ func TestEndToEnd(t *testing.T) {
 		t.Skip("starts alqd; skipped with -short")
 	}
 	bin := alqdBinary(t)
+	t.Run("plaintext", func(t *testing.T) {
+		runEndToEnd(t, bin, []string{"--insecure"}, nil)
+	})
+	t.Run("STARTTLS", func(t *testing.T) {
+		pki := writeTestPKI(t)
+		args := []string{"--tls-cert", pki.serverCert, "--tls-key", pki.serverKey, "--tls-client-ca", pki.ca}
+		// NOTE: alqd rejects --active with the TLS files but without
+		// --insecure ("no transport"), so the test adds --insecure, which
+		// allows plaintext next to TLS. The swarm still runs STARTTLS on
+		// every connection and fails any that alqd does not upgrade.
+		runEndToEnd(t, bin, append(args, "--insecure"), pki.client)
+	})
+}
+
+func runEndToEnd(t *testing.T, bin string, alqdArgs []string, clientTLS *tls.Config) {
 	listen, ingestAddr := freeLoopbackPort(t), freeLoopbackPort(t)
-	stop := startAlqd(t, bin, listen, ingestAddr)
+	stop := startAlqd(t, bin, listen, ingestAddr, alqdArgs)
 	defer stop()
 
 	// Start the swarm and wait until every connection is subscribed.
@@ -50,6 +74,7 @@ func TestEndToEnd(t *testing.T) {
 			Server:      listen,
 			Connections: connections,
 			Filtered:    1,
+			TLS:         clientTLS,
 			Duration:    time.Minute,
 			IncludeRaw:  true,
 			Progress: func(p loadgen.SwarmProgress) {
@@ -161,23 +186,25 @@ func freeLoopbackPort(t *testing.T) string {
 	return ""
 }
 
-// startAlqd starts alqd with Active Leasequery and the ingest API and
-// waits until both accept connections. The returned function stops it.
-func startAlqd(t *testing.T, bin, listen, ingestAddr string) (stop func()) {
+// startAlqd starts alqd with Active Leasequery, the ingest API and the
+// extra arguments, and waits until both accept connections. The returned
+// function stops it.
+func startAlqd(t *testing.T, bin, listen, ingestAddr string, extra []string) (stop func()) {
 	t.Helper()
 	dir := t.TempDir()
 	logFile, err := os.Create(filepath.Join(dir, "alqd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin,
+	args := append([]string{
 		"--listen", listen,
 		"--allow", "127.0.0.0/8",
 		"--data-dir", filepath.Join(dir, "store"),
-		"--active", "--insecure",
+		"--active",
 		"--ingest-listen", ingestAddr,
 		"--max-conns-per-requestor", strconv.Itoa(100),
-	)
+	}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -234,4 +261,95 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// testPKI is a CA with a server certificate for 127.0.0.1 and a client
+// certificate, written as PEM files, and the client's TLS configuration.
+type testPKI struct {
+	ca, serverCert, serverKey string
+	client                    *tls.Config
+}
+
+func writeTestPKI(t *testing.T) testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey := newKey(t)
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "alqd-loadgen test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(serial int64, name string, usage x509.ExtKeyUsage, ips []net.IP) ([]byte, *ecdsa.PrivateKey) {
+		key := newKey(t)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: name},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+			IPAddresses:  ips,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der, key
+	}
+	serverDER, serverKey := issue(2, "alqd", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)})
+	clientDER, clientKey := issue(3, "swarm", x509.ExtKeyUsageClientAuth, nil)
+
+	p := testPKI{
+		ca:         writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER),
+		serverCert: writePEM(t, dir, "server.pem", "CERTIFICATE", serverDER),
+		serverKey:  writePEM(t, dir, "server.key", "PRIVATE KEY", marshalKey(t, serverKey)),
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	p.client = &tls.Config{
+		RootCAs:      pool,
+		ServerName:   "127.0.0.1",
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{clientDER}, PrivateKey: clientKey}},
+	}
+	return p
+}
+
+func newKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func marshalKey(t *testing.T, key *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func writePEM(t *testing.T, dir, name, blockType string, der []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: blockType, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
