@@ -87,12 +87,6 @@ func (s *fakeStore) bindings() []store.Binding {
 	return append([]store.Binding(nil), s.applied...)
 }
 
-func (s *fakeStore) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.applied)
-}
-
 func cloneBinding(b *store.Binding) store.Binding {
 	c := *b
 	c.ClientID = bytes.Clone(b.ClientID)
