@@ -38,7 +38,15 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // activeConfig enables Active Leasequery over plaintext TCP, two explicit
 // steps (RFC 7653 section 9.1).
-func activeConfig() server.Config { return server.Config{Active: true, Insecure: true} }
+func activeConfig() server.Config {
+	return server.Config{Active: true, Insecure: true, ActiveIdleTimeout: testIdleTimeout}
+}
+
+// testIdleTimeout is alqd's ACTIVE_LQ_IDLE_TIMEOUT in these tests.
+// NOTE: alqd sends CatchUpComplete from a periodic sweep whose period
+// follows this timeout when no live change comes after the catch-up data;
+// with the 60 s default a catch-up takes a minute to complete.
+const testIdleTimeout = 300 * time.Millisecond
 
 // apply commits changes to the store.
 func apply(t *testing.T, st *store.Store, bs ...store.Binding) {
