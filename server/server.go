@@ -139,6 +139,13 @@ func (s *Server) Run() error {
 		s.maxConns = fit
 	}
 
+	// gnet 2.9.7 reports a failed bind as the error of a later setsockopt on
+	// the closed socket ("bad file descriptor"); a trial bind names the cause.
+	if err := probeListen(s.cfg.Listen); err != nil {
+		s.markReady()
+		return err
+	}
+
 	if s.cfg.Active {
 		if err := s.startActive(); err != nil {
 			s.markReady()
@@ -160,6 +167,9 @@ func (s *Server) Run() error {
 		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithTicker(true),
 		gnet.WithTCPKeepAlive(time.Minute),
+		// A restarted server must bind its port while the connections it
+		// closed on shutdown are still in TIME_WAIT.
+		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetLogger{log: s.log}),
 	)
 	close(stopPoll)
@@ -295,6 +305,16 @@ func (s *Server) boot(eng gnet.Engine) error {
 	}
 	s.udp = u
 	return nil
+}
+
+// probeListen binds the TCP listen address once and releases it, so that an
+// address in use or not available is reported as such before gnet starts.
+func probeListen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w", addr, err)
+	}
+	return ln.Close()
 }
 
 func sockaddrToAddrPort(sa unix.Sockaddr) netip.AddrPort {
