@@ -129,6 +129,11 @@ func (s *Server) Run() error {
 		return ErrServerClosed
 	}
 	defer close(s.runDone)
+	if s.stopping.Load() {
+		// Shutdown ran before Run: serve nothing.
+		s.markReady()
+		return ErrServerClosed
+	}
 
 	s.maxConns = s.cfg.MaxConns
 	if limit, err := raiseFileLimit(); err != nil {

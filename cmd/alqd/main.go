@@ -102,7 +102,9 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 	}()
 	sideErr := make(chan error, 3)
 	if o.metricsAddr != "" {
-		startHTTP(sideCtx, &side, sideErr, log, "metrics", o.metricsAddr, metricsMux(reg))
+		if err := startHTTP(sideCtx, &side, sideErr, log, "metrics", o.metricsAddr, metricsMux(reg)); err != nil {
+			return err
+		}
 	}
 	if o.ingestAddr != "" {
 		h, err := ingest.NewHandler(st, ingest.HandlerConfig{Logger: log.With("component", "ingest")})
@@ -111,7 +113,9 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 		}
 		mux := http.NewServeMux()
 		mux.Handle(ingest.BindingsPath, h)
-		startHTTP(sideCtx, &side, sideErr, log, "ingest", o.ingestAddr, mux)
+		if err := startHTTP(sideCtx, &side, sideErr, log, "ingest", o.ingestAddr, mux); err != nil {
+			return err
+		}
 	}
 	if o.keaLeaseFile != "" {
 		if err := startFollower(sideCtx, &side, sideErr, o, st, log); err != nil {
@@ -156,14 +160,14 @@ func shutdown(srv *server.Server, o *options, log *slog.Logger) {
 	}
 }
 
-// startHTTP serves h on addr until ctx ends; a failure to serve is sent to
-// errs.
-func startHTTP(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, log *slog.Logger, name, addr string, h http.Handler) {
+// startHTTP serves h on addr until ctx ends. A failure to listen is
+// returned before the server starts, so start-up fails cleanly; a later
+// failure to serve is sent to errs.
+func startHTTP(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, log *slog.Logger, name, addr string, h http.Handler) error {
 	hs := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		errs <- fmt.Errorf("%s HTTP listener on %s: %w", name, addr, err)
-		return
+		return fmt.Errorf("%s HTTP listener on %s: %w", name, addr, err)
 	}
 	log.Info("HTTP listening", "service", name, "addr", ln.Addr().String())
 	wg.Add(2)
@@ -180,6 +184,7 @@ func startHTTP(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, log *
 		defer cancel()
 		_ = hs.Shutdown(sctx)
 	}()
+	return nil
 }
 
 func metricsMux(reg *prometheus.Registry) *http.ServeMux {
