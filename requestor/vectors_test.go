@@ -90,8 +90,11 @@ func checkBinding(t *testing.T, got requestor.Binding, want wantBinding) {
 	} else if !got.ValidUntil.IsZero() {
 		t.Errorf("ended binding has valid-until %v, want zero", got.ValidUntil)
 	}
-	if d := got.LocalBase.Sub(got.Received); d < -2*time.Second || d > 2*time.Second {
-		t.Errorf("local base-time is %v from the receive time, want within 2 s", d)
+	// The recorded base-times are far from today, so the skew estimate
+	// carries them to about the receive time; scheduling delays between
+	// messages only move the local base-time earlier.
+	if d := got.LocalBase.Sub(got.Received); d > time.Second || d < -time.Minute {
+		t.Errorf("local base-time is %v from the receive time, want within -1 min to 1 s", d)
 	}
 
 	// Relay data, decoded from the innermost RELAY-FORW.

@@ -467,18 +467,27 @@ func TestWatcherInitialCatchUpFromZero(t *testing.T) {
 }
 
 // TestWatcherSkew runs against a server whose clock is an hour ahead: the
-// estimate follows, and local times come out in the local clock.
+// estimate follows, and local times come out in the local clock. The
+// bounds allow for the delay each message really had, measured from the
+// server's send time to the requestor's receive time, so a loaded machine
+// cannot fail the test.
 func TestWatcherSkew(t *testing.T) {
 	const ahead = time.Hour
+	var mu sync.Mutex
+	var sent []time.Time
 	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
 		for i := range 5 {
-			base := codec.DHCPTime(time.Now().Add(ahead))
+			at := time.Now()
+			base := codec.DHCPTime(at.Add(ahead))
 			var m []byte
 			if i == 0 {
 				m = msg(codec.MsgLeasequeryReply, x, optBase(base))
 			} else {
 				m = msg(codec.MsgLeasequeryData, x, optBase(base), binding(client1, "2001:db8:1::1", 30, 300, 600))
 			}
+			mu.Lock()
+			sent = append(sent, at)
+			mu.Unlock()
 			if c.Send(m) != nil {
 				return
 			}
@@ -486,26 +495,45 @@ func TestWatcherSkew(t *testing.T) {
 		}
 		c.WaitClosed(5 * time.Second)
 	}, nil)
+	var received []time.Time
 	var last requestor.Binding
-	n := 0
 	w, _, _ := watch(t, testConfig(ws.Addr()), requestor.WatchRequest{}, func(ev requestor.Event) bool {
-		if b, ok := ev.(requestor.Binding); ok {
-			last, n = b, n+1
+		switch e := ev.(type) {
+		case requestor.Accepted:
+			received = append(received, e.Received)
+		case requestor.Binding:
+			received = append(received, e.Received)
+			last = e
 		}
-		return n == 4
+		return len(received) == 5
 	})
-	if skew := w.Skew(); skew > -ahead+2*time.Second || skew < -ahead-2*time.Second {
-		t.Errorf("skew estimate = %v, want about %v", skew, -ahead)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 5 || len(received) != 5 {
+		t.Fatalf("%d messages sent, %d received; want 5", len(sent), len(received))
 	}
-	now := time.Now()
-	if d := last.ValidUntil.Sub(now); d < 598*time.Second || d > 602*time.Second {
-		t.Errorf("valid-until is %v from now, want about 600 s in the local clock", d)
+	var maxDelay time.Duration
+	for i := range sent {
+		maxDelay = max(maxDelay, received[i].Sub(sent[i]))
 	}
-	if d := now.Sub(last.LastTransaction); d < 28*time.Second || d > 32*time.Second {
-		t.Errorf("last transaction was %v ago, want about 30 s", d)
+	// A sample is the delay plus the truncation of the base-time to whole
+	// seconds, minus the half second the estimator adds back.
+	skew := w.Skew()
+	if low, high := -ahead-time.Second, -ahead+maxDelay+time.Second; skew < low || skew > high {
+		t.Errorf("skew estimate = %v, want within %v to %v", skew, low, high)
 	}
-	if d := last.ServerTime().Sub(now); d < ahead-2*time.Second || d > ahead+2*time.Second {
-		t.Errorf("server time is %v from now, want about %v", d, ahead)
+	if d := last.LocalBase.Sub(last.ServerTime()); d != skew {
+		t.Errorf("local base-time is %v from the server time, want the skew %v", d, skew)
+	}
+	if d := last.ValidUntil.Sub(last.LocalBase); d != 600*time.Second {
+		t.Errorf("valid-until is %v after the local base-time, want 600 s", d)
+	}
+	if d := last.LocalBase.Sub(last.LastTransaction); d != 30*time.Second {
+		t.Errorf("last transaction is %v before the local base-time, want 30 s", d)
+	}
+	if d := last.ServerTime().Sub(last.Received); d < ahead-maxDelay-time.Second || d > ahead {
+		t.Errorf("server time is %v from the receive time, want %v less the delay", d, ahead)
 	}
 }
 

@@ -3,6 +3,7 @@ package alqdtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -281,6 +282,16 @@ func TestAlqdMirrorAcrossRestarts(t *testing.T) {
 	// the start time of each connection.
 	var mu sync.Mutex
 	var starts []requestor.Connected
+	var history []string
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, h := range history {
+				t.Log(h)
+			}
+		}
+	})
 	runMirror := func() (*mirror.Mirror, func()) {
 		m, err := mirror.Open(cfg)
 		if err != nil {
@@ -295,6 +306,9 @@ func TestAlqdMirrorAcrossRestarts(t *testing.T) {
 					starts = append(starts, c)
 					mu.Unlock()
 				}
+				mu.Lock()
+				history = append(history, fmt.Sprintf("%T %+v", ev, ev))
+				mu.Unlock()
 				return nil
 			})
 		}()
