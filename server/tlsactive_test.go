@@ -168,15 +168,18 @@ func TestTLSActiveSlowConsumer(t *testing.T) {
 		t.Fatalf("first answer %v, want LEASEQUERY-REPLY", m.Type)
 	}
 
-	// The stalled requestor reads nothing more while 20,000 changes
-	// stream; the reading one keeps up.
+	// The stalled requestor reads nothing more while 8,000 changes (about
+	// 1 MB of LEASEQUERY-DATA) stream; the reading one keeps up.
 	seeded := make(chan struct{})
 	go func() {
 		defer close(seeded)
-		seedLink(t, st, 20000)
+		seedLink(t, st, 8000)
 	}()
-	last := netip.MustParsePrefix("2001:db8:1::4e1f/128") // binding 19999
-	reader.readUntil(20*time.Second, "reading requestor got every change", func() bool { _, ok := reader.view[last]; return ok })
+	last := netip.MustParsePrefix("2001:db8:1::1f3f/128") // binding 7999
+	reader.readUntil(60*time.Second, "reading requestor got the last change", func() bool { _, ok := reader.view[last]; return ok })
+	if len(reader.view) != 8000 {
+		t.Errorf("reading requestor has %d bindings, want all 8000", len(reader.view))
+	}
 	<-seeded
 	eventually(t, 20*time.Second, "stalled TLS requestor closed as a slow consumer", func() bool {
 		return closedCount(m, CloseSlowConsumer) == 1
