@@ -138,7 +138,7 @@ func ParseCertPattern(s string) (CertPattern, error) {
 		}
 		return p, nil
 	}
-	return CertPattern{}, fmt.Errorf("%w: certificate pattern %q has no known prefix; use cn:, dns:, ip:, uri: or sha256:", ErrInvalidConfig, s)
+	return CertPattern{}, fmt.Errorf("%w: certificate pattern %q has no known prefix; use one of cn:, dns:, ip:, uri: or sha256: followed by the value", ErrInvalidConfig, s)
 }
 
 // canonicalize checks p.Value and rewrites it into the form Match uses.

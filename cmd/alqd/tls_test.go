@@ -59,7 +59,7 @@ func TestParseOptionsTLSErrors(t *testing.T) {
 		{"active without transport", []string{"--active"}, "Insecure"},
 		{"certificate without key", []string{"--tls-cert", "c.pem", "--tls-client-ca", "ca.pem"}, "TLS.KeyFile"},
 		{"allow-list without TLS", []string{"--tls-allow", "cn:relay-1"}, "TLS.Allow"},
-		{"unknown allow-list prefix", []string{"--tls-allow", "email:a@example.net"}, "cn:, dns:, ip:, uri: or sha256:"},
+		{"unknown allow-list prefix", []string{"--tls-allow", "email:a@example.net"}, "cn:, dns:, ip:, uri: or sha256: followed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
