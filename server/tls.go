@@ -149,6 +149,9 @@ func (p *CertPattern) canonicalize() error {
 	switch p.Kind {
 	case CertDNSName:
 		p.Value = strings.ToLower(strings.TrimSuffix(p.Value, "."))
+		if p.Value == "" {
+			return fmt.Errorf("%w: certificate pattern %q has no DNS name", ErrInvalidConfig, p.String())
+		}
 	case CertIPAddress:
 		a, err := netip.ParseAddr(p.Value)
 		if err != nil || a.Zone() != "" {

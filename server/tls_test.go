@@ -830,7 +830,7 @@ func TestParseCertPattern(t *testing.T) {
 		t.Errorf("colon-separated fingerprint: %+v, %v", p, err)
 	}
 
-	for _, bad := range []string{"", "relay-7", "cn:", "ip:not-an-address", "ip:fe80::1%eth0", "sha256:abcd", "sha256:" + strings.Repeat("zz", 32), "email:a@example.net"} {
+	for _, bad := range []string{"", "relay-7", "cn:", "dns:.", "ip:not-an-address", "ip:fe80::1%eth0", "sha256:abcd", "sha256:" + strings.Repeat("zz", 32), "email:a@example.net"} {
 		if p, err := ParseCertPattern(bad); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("ParseCertPattern(%q) = %+v, %v; want ErrInvalidConfig", bad, p, err)
 		}
@@ -897,4 +897,26 @@ func TestNewTLSFiles(t *testing.T) {
 			t.Errorf("%s: New() error = %v, want one mentioning %q", tc.name, err, tc.want)
 		}
 	}
+}
+
+// FuzzParseCertPattern checks that every pattern ParseCertPattern accepts
+// prints to a string it parses back to the same pattern.
+func FuzzParseCertPattern(f *testing.F) {
+	for _, s := range []string{"cn:relay-1", "DNS:Relay.Example.NET.", "ip:::ffff:192.0.2.1", "uri:spiffe://x/y",
+		"sha256:" + strings.Repeat("AB:", 31) + "AB", "ip:fe80::1%eth0", "cn:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseCertPattern(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("ParseCertPattern(%q) error %v does not wrap ErrInvalidConfig", s, err)
+			}
+			return
+		}
+		again, err := ParseCertPattern(p.String())
+		if err != nil || again != p {
+			t.Fatalf("ParseCertPattern(%q) = %+v; its String %q parses to %+v, %v", s, p, p.String(), again, err)
+		}
+	})
 }
