@@ -173,9 +173,9 @@ func bindingsEqual(a, b *store.Binding) bool {
 
 // describe renders a binding in one line for comparisons and failure output.
 func describe(b *store.Binding) string {
-	return fmt.Sprintf("%v %v duid=%x iaid=%d lt=%d/%d %v cltt=%d link=%v rid=%x relay=%x if=%x peer=%v msg=%x",
+	return fmt.Sprintf("%v %v duid=%x iaid=%d lt=%d/%d %v cltt=%d link=%v rid=%x relay=%x if=%x peer=%v msg=%x source=%v",
 		b.Type, b.Prefix, b.ClientID, b.IAID, b.PreferredLifetime, b.ValidLifetime, b.State, b.CLTT.Unix(),
-		b.LinkAddress, b.RemoteID, b.RelayID, b.InterfaceID, b.RelayPeer, b.RelayMessage)
+		b.LinkAddress, b.RemoteID, b.RelayID, b.InterfaceID, b.RelayPeer, b.RelayMessage, b.Source)
 }
 
 // keaSim writes a lease file and rotates it the way kea-dhcp6 2.2 and

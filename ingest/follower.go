@@ -95,11 +95,11 @@ type FollowerConfig struct {
 	// there is no usable stored position, for example because LFC
 	// compacted the lease file while alqd was down. After every full load,
 	// the follower calls ListBindings and stores as expired every active or
-	// declined binding that the loaded files do not have.
+	// declined binding with source store.SourceKea that the loaded files do
+	// not have. Bindings of other sources, such as the ingest API, are left
+	// alone, so the same store may take both.
 	// ListBindings calls yield for each binding in the store until yield
-	// returns false; the binding is only valid during the call. Leave it nil
-	// when other sources, such as the ingest API, write to the same store:
-	// their bindings are not in Kea's files and would be ended.
+	// returns false; the binding is only valid during the call.
 	ListBindings func(ctx context.Context, yield func(*store.Binding) bool) error
 
 	// Logger receives malformed rows (Warn, at most malformedLogBurst a

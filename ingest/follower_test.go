@@ -410,6 +410,53 @@ func TestFollowerReconciles(t *testing.T) {
 	}
 }
 
+// TestFollowerReconcilesOnlyItsOwn starts a follower with a full load on a
+// store that the ingest API also fills: reconciliation ends only the
+// binding the follower wrote, never those of other sources.
+func TestFollowerReconcilesOnlyItsOwn(t *testing.T) {
+	k := newKeaSim(t, t.TempDir()) // a live file with the header alone
+	st := newFakeStore()
+	binding := func(addr string, source store.Source) store.Binding {
+		return store.Binding{
+			Key:               store.Key{Type: store.TypeNA, Prefix: netip.MustParsePrefix(addr + "/128")},
+			ClientID:          []byte{0, 3, 0, 1, 2, 0, 0, 0, 0, 1},
+			IAID:              1,
+			PreferredLifetime: 300,
+			ValidLifetime:     600,
+			State:             store.StateActive,
+			CLTT:              time.Date(2026, 12, 4, 19, 0, 0, 0, time.UTC),
+			Source:            source,
+		}
+	}
+	before := []store.Binding{
+		binding("2001:db8::a", store.SourceIngestAPI),
+		binding("2001:db8::b", store.SourceUnknown),
+		binding("2001:db8::c", store.SourceKea),
+	}
+	if _, err := st.Apply(context.Background(), before, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	r := startFollower(t, st, FollowerConfig{Path: k.path, ListBindings: st.list})
+	waitFor(t, "the full load", func() bool { return complete(st) })
+	r.stop(t)
+
+	if n := r.Stats().Reconciled; n != 1 {
+		t.Errorf("reconciled %d bindings, want 1", n)
+	}
+	state := st.snapshotState()
+	for _, b := range before {
+		got := state[b.Key]
+		wantState := store.StateActive
+		if b.Source == store.SourceKea {
+			wantState = store.StateExpired
+		}
+		if got.State != wantState || got.Source != b.Source {
+			t.Errorf("binding %v from %v: state %v, source %v; want %v, %v", b.Prefix, b.Source, got.State, got.Source, wantState, b.Source)
+		}
+	}
+}
+
 // TestFollowerFileReplacedAtSameInode rewrites the live file in place, so the
 // stored inode and size still fit but the content does not.
 func TestFollowerFileReplacedAtSameInode(t *testing.T) {

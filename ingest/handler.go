@@ -50,7 +50,8 @@ type HandlerStats struct {
 // (docs/INGEST.md), validated in full and then committed in one Apply. It
 // answers 200 only after Apply returned, so the changes are durable; any
 // invalid record rejects the whole request with 400 and applies nothing.
-// Safe for concurrent use.
+// Every binding it stores has source store.SourceIngestAPI, so the Kea
+// follower never ends it. Safe for concurrent use.
 type Handler struct {
 	apply    Applier
 	maxBytes int64
@@ -169,8 +170,8 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	return buf.Bytes(), err
 }
 
-// decodeRecords decodes every non-blank line of body. Line numbers count all
-// lines, blank ones included.
+// decodeRecords decodes every non-blank line of body into bindings with
+// source SourceIngestAPI. Line numbers count all lines, blank ones included.
 func decodeRecords(body []byte) ([]store.Binding, error) {
 	bindings := make([]store.Binding, 0, bytes.Count(body, []byte{'\n'})+1)
 	for lineNo := 1; len(body) > 0; lineNo++ {
@@ -191,6 +192,7 @@ func decodeRecords(body []byte) ([]store.Binding, error) {
 			}
 			return nil, err
 		}
+		b.Source = store.SourceIngestAPI
 		bindings = append(bindings, b)
 	}
 	return bindings, nil

@@ -104,7 +104,8 @@ const maxCLTT = math.MaxInt64 / 1_000_000_000
 // arenaChunk is the size of the blocks the parser copies binding bytes into.
 const arenaChunk = 32 << 10
 
-// Parser turns rows of a Kea DHCPv6 memfile lease file into binding changes.
+// Parser turns rows of a Kea DHCPv6 memfile lease file into binding changes
+// with source store.SourceKea.
 // It maps columns by the names in the file's header line, so files of older
 // and newer memfile schemas parse as long as they have the schema 1.0
 // columns. A Parser is not safe for concurrent use; its zero value is ready
@@ -215,6 +216,7 @@ func (p *Parser) ParseRow(line string, row *Row) error {
 	c := &p.cols
 	*row = Row{}
 	b := &row.Binding
+	b.Source = store.SourceKea
 
 	// Key: lease type and address or prefix.
 	leaseType, err := parseUint(fields[c.leaseType], 2)

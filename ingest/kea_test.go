@@ -75,6 +75,7 @@ func relayedBinding(t testing.TB, prefix string, typ store.BindingType, preferre
 		RemoteID:          mustHex(t, "00000de9 7375622d303030303031"), // enterprise 3561, "sub-000001"
 		RelayID:           mustHex(t, "0003 0001 02aabbccdd01"),        // DUID-LL, Ethernet
 		RelayPeer:         netip.MustParseAddr("2001:db8:1::2"),
+		Source:            store.SourceKea,
 		RelayMessage: mustHex(t, `
 			0c                                   # msg-type RELAY-FORW
 			00                                   # hop-count 0
@@ -98,6 +99,7 @@ func directBinding(t testing.TB, prefix string, typ store.BindingType, duid stri
 		State:             state,
 		CLTT:              time.Unix(cltt, 0).UTC(),
 		LinkAddress:       netip.MustParseAddr("2001:db8:1::1"), // from SubnetLinks
+		Source:            store.SourceKea,
 	}
 }
 
@@ -465,6 +467,9 @@ func assertBinding(t testing.TB, got, want store.Binding) {
 	}
 	if got.IAID != want.IAID {
 		t.Errorf("IAID = %d, want %d", got.IAID, want.IAID)
+	}
+	if got.Source != want.Source {
+		t.Errorf("Source = %v, want %v", got.Source, want.Source)
 	}
 	if got.PreferredLifetime != want.PreferredLifetime || got.ValidLifetime != want.ValidLifetime {
 		t.Errorf("lifetimes = %d/%d, want %d/%d", got.PreferredLifetime, got.ValidLifetime, want.PreferredLifetime, want.ValidLifetime)

@@ -520,14 +520,18 @@ func (f *Follower) finishLoad(ctx context.Context, t *tail) error {
 }
 
 // reconcile ends every active or declined binding of the store that the
-// loaded files do not have: Kea deleted it (release, or expiry and flush)
+// follower wrote (source store.SourceKea) and the loaded files do not have:
+// Kea deleted it (release, or expiry and flush)
 // in rows that LFC compacted away while the follower was not running. The
 // follower can not tell which, so it stores the binding as expired.
 func (f *Follower) reconcile(ctx context.Context, t *tail) error {
 	var flushErr error
 	ended := 0
 	err := f.cfg.ListBindings(ctx, func(b *store.Binding) bool {
-		if (b.State != store.StateActive && b.State != store.StateDeclined) || f.tracker.present(b.Key) {
+		// Only bindings the follower wrote are Kea's to end: those of the
+		// ingest API, or stored before sources were recorded, are not in
+		// Kea's files at all.
+		if b.Source != store.SourceKea || (b.State != store.StateActive && b.State != store.StateDeclined) || f.tracker.present(b.Key) {
 			return true
 		}
 		f.batch = append(f.batch, endedCopy(b))

@@ -2,6 +2,7 @@ package store
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -56,6 +57,33 @@ func (s State) String() string {
 // Ended reports whether the binding no longer holds its address or prefix.
 func (s State) Ended() bool { return s == StateReleased || s == StateExpired }
 
+// Source is the component that wrote a binding's current state. The store
+// keeps it with the binding, so that a source can tell its own bindings from
+// those of another: the Kea follower ends only bindings it wrote itself.
+type Source uint8
+
+// Binding sources. Stored values of the first format carry no source and
+// decode as SourceUnknown.
+const (
+	SourceUnknown   Source = 0 // not recorded: stored by an older alqd, or by a caller that set none
+	SourceIngestAPI Source = 1 // the HTTP ingest API (POST /v1/bindings)
+	SourceKea       Source = 2 // the Kea memfile lease file follower
+
+	maxSource = SourceKea
+)
+
+func (s Source) String() string {
+	switch s {
+	case SourceUnknown:
+		return "unknown"
+	case SourceIngestAPI:
+		return "ingest-api"
+	case SourceKea:
+		return "kea"
+	}
+	return "Source(" + strconv.Itoa(int(s)) + ")"
+}
+
 // Key identifies a binding: its type and its address or prefix. Kea keys its
 // own DHCPv6 lease store the same way, so a new client on a reused address
 // replaces the previous binding.
@@ -88,6 +116,10 @@ type Binding struct {
 	// client was not relayed.
 	RelayPeer    netip.Addr
 	RelayMessage []byte
+
+	// Source is the component that wrote this state. It is part of the
+	// state: the same binding written by another source is a change.
+	Source Source
 
 	// Seq and ChangeTime are assigned by the store when it commits a change:
 	// Seq grows by one per change in commit order, ChangeTime is the server

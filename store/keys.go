@@ -69,8 +69,14 @@ const (
 )
 
 // layoutVersion is the version of this key layout and value encoding. Open
-// rejects a store written with any other version.
-const layoutVersion = 1
+// rejects a store written with any other version, except that it upgrades a
+// store of layoutVersion1 in place: that layout differs only in holding
+// version 1 binding values, which still decode. The record is rewritten so
+// that an older alqd refuses the store instead of misreading its values.
+const (
+	layoutVersion  = 2
+	layoutVersion1 = 1
+)
 
 // bkey is a binding key in its encoded form; it is comparable, so it can key
 // maps.

@@ -117,12 +117,64 @@ func TestOpenRejectsOtherLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	rawSet(t, dir, internalKey(internalLayout), []byte{0, 0, 0, 2})
+	rawSet(t, dir, internalKey(internalLayout), []byte{0, 0, 0, 3})
 	if s, err := Open(dir, Options{}); !errors.Is(err, ErrIncompatible) {
 		if s != nil {
 			s.Close()
 		}
-		t.Fatalf("Open of layout 2 = %v, want ErrIncompatible", err)
+		t.Fatalf("Open of layout 3 = %v, want ErrIncompatible", err)
+	}
+}
+
+// TestOpenUpgradesLayout1 opens a store written before bindings had a
+// source: its values decode with SourceUnknown, the layout record is
+// upgraded, and the first write from a source is a change even when every
+// other field is equal.
+func TestOpenUpgradesLayout1(t *testing.T) {
+	dir := t.TempDir()
+	b := na("2001:db8::1", "client-1", "2001:db8:a::1")
+	s, err := Open(dir, Options{TrimInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, b)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rewrite the store as layout 1: the value without its Source octet.
+	bk := encodeBKey(b.Key)
+	key := appendBindingKey(nil, &bk)
+	v2 := rawGet(t, dir, key)
+	v1 := slices.Concat([]byte{valueVersion1}, v2[1:19], v2[20:])
+	rawSet(t, dir, key, v1)
+	rawSet(t, dir, internalKey(internalLayout), []byte{0, 0, 0, 1})
+
+	s = openTest(t, dir, Options{})
+	got, ok, err := s.Get(b.Key)
+	if err != nil || !ok {
+		t.Fatalf("Get = %v, %v", ok, err)
+	}
+	if got.Source != SourceUnknown || !sameFields(got, b) {
+		t.Errorf("Get = %+v, want %+v with source unknown", got, b)
+	}
+	mustVerify(t, s)
+	before := s.LastSeq()
+	kea := with(b, func(b *Binding) { b.Source = SourceKea })
+	if seq := mustApply(t, s, kea); seq != before+1 {
+		t.Errorf("Apply with a source over a version 1 value: last seq %d, want %d (a change)", seq, before+1)
+	}
+	if seq := mustApply(t, s, kea); seq != before+1 {
+		t.Errorf("Apply of the same state again: last seq %d, want %d (no change)", seq, before+1)
+	}
+	if got, _, _ := s.Get(b.Key); got.Source != SourceKea {
+		t.Errorf("Get after Apply: source %v, want %v", got.Source, SourceKea)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if layout := rawGet(t, dir, internalKey(internalLayout)); !bytes.Equal(layout, []byte{0, 0, 0, layoutVersion}) {
+		t.Errorf("layout record after Open = %x, want %d", layout, layoutVersion)
 	}
 }
 
@@ -181,6 +233,22 @@ func drain(it Iterator) error {
 }
 
 // rawSet writes one key into the closed store in dir, bypassing the store.
+// rawGet reads key from the Pebble database in dir, which must be closed.
+func rawGet(t *testing.T, dir string, key []byte) []byte {
+	t.Helper()
+	db, err := pebble.Open(dir, quietPebbleOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	value, closer, err := db.Get(key)
+	if err != nil {
+		t.Fatalf("reading key %x: %v", key, err)
+	}
+	defer closer.Close()
+	return bytes.Clone(value)
+}
+
 func rawSet(t *testing.T, dir string, key, value []byte) {
 	t.Helper()
 	db, err := pebble.Open(dir, quietPebbleOptions())

@@ -166,8 +166,14 @@ func (s *Store) load() error {
 	if layout == nil {
 		return s.initialize()
 	}
-	if len(layout) != 4 || binary.BigEndian.Uint32(layout) != layoutVersion {
+	if len(layout) != 4 || (binary.BigEndian.Uint32(layout) != layoutVersion && binary.BigEndian.Uint32(layout) != layoutVersion1) {
 		return fmt.Errorf("%w: layout version record %x, want %d", ErrIncompatible, layout, layoutVersion)
+	}
+	if binary.BigEndian.Uint32(layout) == layoutVersion1 {
+		record := binary.BigEndian.AppendUint32(nil, layoutVersion)
+		if err := s.db.Set(internalKey(internalLayout), record, pebble.Sync); err != nil {
+			return fmt.Errorf("store: upgrading the layout version record to %d: %w", layoutVersion, err)
+		}
 	}
 
 	// Server DUID.

@@ -9,31 +9,40 @@ import (
 	"time"
 )
 
-// Binding value encoding, version 1. The binding key is not repeated: it is
+// Binding value encoding, version 2. The binding key is not repeated: it is
 // the Pebble key. Numbers are big-endian.
 //
 //	offset  size  field
-//	0       1     format version (1)
+//	0       1     format version (2)
 //	1       8     Seq
 //	9       8     ChangeTime, Unix nanoseconds
 //	17      1     State
 //	18      1     flags: bit 0 LinkAddress, bit 1 RelayPeer, bit 2 CLTT present
-//	19      4     IAID
-//	23      4     PreferredLifetime
-//	27      4     ValidLifetime
-//	31      8     CLTT, Unix nanoseconds (only with flag bit 2)
+//	19      1     Source
+//	20      4     IAID
+//	24      4     PreferredLifetime
+//	28      4     ValidLifetime
+//	32      8     CLTT, Unix nanoseconds (only with flag bit 2)
 //	        16    LinkAddress (only with flag bit 0)
 //	        16    RelayPeer (only with flag bit 1)
 //	then five byte strings, each a minimal uvarint length and the bytes:
 //	ClientID, RelayID, RemoteID, InterfaceID, RelayMessage
 //
+// Version 1 is the same without the Source octet (IAID at offset 19); it
+// still decodes, with Source set to SourceUnknown. Apply writes version 2
+// only.
+//
 // Seq and ChangeTime come first so that two values of the same binding
 // compare equal from valueStateOffset on exactly when every other field is
-// equal; Apply relies on that to skip repeated states.
+// equal; Apply relies on that to skip repeated states. A version 1 value
+// never equals a version 2 value, so the first write of a binding stored by
+// an older alqd always records its source.
 const (
-	valueVersion     = 1
+	valueVersion     = 2
+	valueVersion1    = 1
 	valueStateOffset = 17
-	valueFixedLen    = 31
+	valueFixedLen    = 32
+	valueFixedLenV1  = 31
 
 	flagLinkAddress = 1 << 0
 	flagRelayPeer   = 1 << 1
@@ -64,7 +73,7 @@ func appendValue(dst []byte, b *Binding) []byte {
 	if !b.CLTT.IsZero() {
 		flags |= flagCLTT
 	}
-	dst = append(dst, flags)
+	dst = append(dst, flags, byte(b.Source))
 	dst = binary.BigEndian.AppendUint32(dst, b.IAID)
 	dst = binary.BigEndian.AppendUint32(dst, b.PreferredLifetime)
 	dst = binary.BigEndian.AppendUint32(dst, b.ValidLifetime)
@@ -92,11 +101,19 @@ func appendValue(dst []byte, b *Binding) []byte {
 // result never aliases value. Errors name the field and offset but not the
 // Pebble key, which the caller adds. hot path: once per scanned binding.
 func decodeValue(value []byte, b *Binding) error {
-	if len(value) < valueFixedLen {
-		return fmt.Errorf("binding value is %d bytes, shorter than the %d-byte header", len(value), valueFixedLen)
+	if len(value) == 0 {
+		return errors.New("binding value is empty")
 	}
-	if value[0] != valueVersion {
-		return fmt.Errorf("binding value has format version %d, want %d", value[0], valueVersion)
+	fixedLen := valueFixedLen
+	switch value[0] {
+	case valueVersion:
+	case valueVersion1:
+		fixedLen = valueFixedLenV1
+	default:
+		return fmt.Errorf("binding value has format version %d, want %d or %d", value[0], valueVersion1, valueVersion)
+	}
+	if len(value) < fixedLen {
+		return fmt.Errorf("binding value is %d bytes, shorter than the %d-byte header of version %d", len(value), fixedLen, value[0])
 	}
 
 	// Fixed header.
@@ -110,12 +127,21 @@ func decodeValue(value []byte, b *Binding) error {
 	if flags&^flagsKnown != 0 {
 		return fmt.Errorf("binding value has unknown flags %#02x at offset 18", flags)
 	}
-	b.IAID = binary.BigEndian.Uint32(value[19:23])
-	b.PreferredLifetime = binary.BigEndian.Uint32(value[23:27])
-	b.ValidLifetime = binary.BigEndian.Uint32(value[27:31])
+	off := 19
+	b.Source = SourceUnknown
+	if value[0] == valueVersion {
+		b.Source = Source(value[19])
+		if b.Source > maxSource {
+			return fmt.Errorf("binding value has unknown source %d at offset 19", value[19])
+		}
+		off++
+	}
+	b.IAID = binary.BigEndian.Uint32(value[off:])
+	b.PreferredLifetime = binary.BigEndian.Uint32(value[off+4:])
+	b.ValidLifetime = binary.BigEndian.Uint32(value[off+8:])
 
 	// Optional fixed-size fields.
-	off := valueFixedLen
+	off = fixedLen
 	b.CLTT = time.Time{}
 	if flags&flagCLTT != 0 {
 		if len(value) < off+8 {
@@ -235,6 +261,9 @@ func validateBinding(b *Binding) error {
 	}
 	if b.State > StateDeclined {
 		return fmt.Errorf("binding %s has unknown state %d", b.Prefix, b.State)
+	}
+	if b.Source > maxSource {
+		return fmt.Errorf("binding %s has unknown source %d", b.Prefix, b.Source)
 	}
 	if len(b.ClientID) == 0 {
 		return fmt.Errorf("binding %s has no client DUID", b.Prefix)

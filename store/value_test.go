@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 )
@@ -24,6 +25,7 @@ func fullBinding() Binding {
 		InterfaceID:       []byte("eth0"),
 		RelayPeer:         netip.MustParseAddr("fe80::1"),
 		RelayMessage:      []byte{12, 0, 0x20, 0x01},
+		Source:            SourceKea,
 		Seq:               42,
 		ChangeTime:        time.Unix(1700000001, 500).UTC(),
 	}
@@ -38,15 +40,17 @@ func TestValueFixture(t *testing.T) {
 		ValidLifetime:     200,
 		State:             StateReleased,
 		LinkAddress:       netip.MustParseAddr("2001:db8::"),
+		Source:            SourceKea,
 		Seq:               5,
 		ChangeTime:        time.Unix(0, 1000).UTC(),
 	}
 	want := bytes.Join([][]byte{
-		{1},                                  // format version
+		{2},                                  // format version
 		{0, 0, 0, 0, 0, 0, 0, 5},             // Seq
 		{0, 0, 0, 0, 0, 0, 0x03, 0xe8},       // ChangeTime, ns
 		{1},                                  // State released
 		{0x01},                               // flags: link-address only
+		{2},                                  // Source Kea
 		{0, 0, 0, 7},                         // IAID
 		{0, 0, 0, 100},                       // preferred lifetime
 		{0, 0, 0, 200},                       // valid lifetime
@@ -73,6 +77,55 @@ func TestValueFixture(t *testing.T) {
 	}
 }
 
+// TestValueVersion1 decodes a value written before bindings had a source:
+// the same layout without the Source octet.
+func TestValueVersion1(t *testing.T) {
+	v1 := bytes.Join([][]byte{
+		{1},                                  // format version
+		{0, 0, 0, 0, 0, 0, 0, 5},             // Seq
+		{0, 0, 0, 0, 0, 0, 0x03, 0xe8},       // ChangeTime, ns
+		{0},                                  // State active
+		{0x05},                               // flags: link-address, CLTT
+		{0, 0, 0, 7},                         // IAID
+		{0, 0, 0, 100},                       // preferred lifetime
+		{0, 0, 0, 200},                       // valid lifetime
+		{0, 0, 0, 0x18, 0xc7, 0x9c, 0x1e, 0}, // CLTT, ns
+		{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0}, // link-address, high half
+		{0, 0, 0, 0, 0, 0, 0, 0},             // link-address, low half
+		{3, 0xaa, 0xbb, 0xcc},                // client-id
+		{0},                                  // relay-id
+		{0},                                  // remote-id
+		{0},                                  // interface-id
+		{0},                                  // relay message
+	}, nil)
+	want := Binding{
+		Key:               Key{Type: TypeNA, Prefix: netip.MustParsePrefix("2001:db8::1/128")},
+		ClientID:          []byte{0xaa, 0xbb, 0xcc},
+		IAID:              7,
+		PreferredLifetime: 100,
+		ValidLifetime:     200,
+		State:             StateActive,
+		CLTT:              time.Unix(0, 0x18c79c1e00).UTC(),
+		LinkAddress:       netip.MustParseAddr("2001:db8::"),
+		Source:            SourceUnknown,
+	}
+
+	var got Binding
+	if err := decodeValue(v1, &got); err != nil {
+		t.Fatalf("decodeValue: %v", err)
+	}
+	got.Key = want.Key
+	if !sameFields(got, want) || got.Seq != 5 || got.ChangeTime.UnixNano() != 1000 {
+		t.Errorf("decodeValue = %+v, want %+v", got, want)
+	}
+	if again := appendValue(nil, &got); again[0] != valueVersion || sameState(again, v1) {
+		t.Errorf("re-encoding a version 1 value = %x, want version %d, a different state than the version 1 value", again, valueVersion)
+	}
+	if err := decodeValue(v1[:valueFixedLenV1-1], &got); err == nil {
+		t.Error("decodeValue of a version 1 header cut short succeeded")
+	}
+}
+
 func TestValueRoundTrip(t *testing.T) {
 	tests := []struct {
 		name string
@@ -88,6 +141,8 @@ func TestValueRoundTrip(t *testing.T) {
 		{"infinite lifetimes", with(fullBinding(), func(b *Binding) { b.PreferredLifetime, b.ValidLifetime = ^uint32(0), ^uint32(0) })},
 		{"link ::", with(fullBinding(), func(b *Binding) { b.LinkAddress = netip.IPv6Unspecified() })},
 		{"long relay message", with(fullBinding(), func(b *Binding) { b.RelayMessage = bytes.Repeat([]byte{7}, maxFieldLen) })},
+		{"source ingest API", with(fullBinding(), func(b *Binding) { b.Source = SourceIngestAPI })},
+		{"source unknown", with(fullBinding(), func(b *Binding) { b.Source = SourceUnknown })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +154,9 @@ func TestValueRoundTrip(t *testing.T) {
 			got.Key = tt.b.Key
 			if !sameFields(got, tt.b) {
 				t.Errorf("round trip = %+v, want %+v", got, tt.b)
+			}
+			if got.Source != tt.b.Source {
+				t.Errorf("round trip Source = %v, want %v", got.Source, tt.b.Source)
 			}
 			if got.Seq != tt.b.Seq || got.ChangeTime.UnixNano() != tt.b.ChangeTime.UnixNano() {
 				t.Errorf("round trip Seq, ChangeTime = %d, %s; want %d, %s", got.Seq, got.ChangeTime, tt.b.Seq, tt.b.ChangeTime)
@@ -139,7 +197,9 @@ func TestDecodeValueRejects(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"header cut", valid[:valueFixedLen-1]},
-		{"version 2", edit(valid, func(v []byte) { v[0] = 2 })},
+		{"version 0", edit(valid, func(v []byte) { v[0] = 0 })},
+		{"version 3", edit(valid, func(v []byte) { v[0] = 3 })},
+		{"source 3", edit(valid, func(v []byte) { v[19] = 3 })},
 		{"state 4", edit(valid, func(v []byte) { v[17] = 4 })},
 		{"unknown flag", edit(valid, func(v []byte) { v[18] |= 0x08 })},
 		{"CLTT cut", valid[:valueFixedLen+4]},
@@ -174,12 +234,16 @@ func TestSameState(t *testing.T) {
 	a := fullBinding()
 	b := with(a, func(b *Binding) { b.Seq, b.ChangeTime = 99, b.ChangeTime.Add(time.Hour) })
 	c := with(a, func(b *Binding) { b.ValidLifetime++ })
-	ea, eb, ec := appendValue(nil, &a), appendValue(nil, &b), appendValue(nil, &c)
+	d := with(a, func(b *Binding) { b.Source = SourceIngestAPI })
+	ea, eb, ec, ed := appendValue(nil, &a), appendValue(nil, &b), appendValue(nil, &c), appendValue(nil, &d)
 	if !sameState(ea, eb) {
 		t.Error("sameState = false for values differing only in Seq and ChangeTime")
 	}
 	if sameState(ea, ec) {
 		t.Error("sameState = true for values with different valid lifetimes")
+	}
+	if sameState(ea, ed) {
+		t.Error("sameState = true for values with different sources")
 	}
 }
 
@@ -191,12 +255,19 @@ func FuzzDecodeValue(f *testing.F) {
 	f.Add(appendValue(nil, &Binding{ClientID: []byte{1}}))
 	f.Add(appendValue(nil, ptr(with(fullBinding(), func(b *Binding) { b.CLTT, b.LinkAddress = time.Time{}, netip.Addr{} }))))
 	f.Add([]byte{1})
+	v1 := appendValue(nil, ptr(fullBinding()))
+	f.Add(slices.Concat([]byte{valueVersion1}, v1[1:19], v1[20:]))
 	f.Fuzz(func(t *testing.T, value []byte) {
 		var b Binding
 		if err := decodeValue(value, &b); err != nil {
 			return
 		}
 		again := appendValue(nil, &b)
+		if value[0] == valueVersion1 {
+			// Version 1 values are re-encoded as version 2, one octet
+			// longer: the Source octet goes in after the flags.
+			value = slices.Concat([]byte{valueVersion}, value[1:19], []byte{byte(SourceUnknown)}, value[19:])
+		}
 		if !bytes.Equal(again, value) {
 			t.Fatalf("re-encoding changed the value:\n in %x\nout %x", value, again)
 		}

@@ -198,12 +198,15 @@ func metricsMux(reg *prometheus.Registry) *http.ServeMux {
 	return mux
 }
 
-// startFollower follows the Kea lease file. Bindings Kea deleted while alqd
-// was down are ended only when the follower is the store's only source.
+// startFollower follows the Kea lease file. Bindings that the follower
+// stored and Kea deleted while alqd was down are ended after a full load;
+// bindings from the ingest API are never touched by that, so the flag set
+// may change between restarts without losing any.
 func startFollower(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, o *options, st *store.Store, log *slog.Logger) error {
-	cfg := ingest.FollowerConfig{Path: o.keaLeaseFile, Logger: log.With("component", "kea-follower")}
-	if o.ingestAddr == "" {
-		cfg.ListBindings = ingest.StoreBindings(st)
+	cfg := ingest.FollowerConfig{
+		Path:         o.keaLeaseFile,
+		ListBindings: ingest.StoreBindings(st),
+		Logger:       log.With("component", "kea-follower"),
 	}
 	f, err := ingest.NewFollower(st, cfg)
 	if err != nil {
