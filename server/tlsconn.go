@@ -179,8 +179,9 @@ func (h *handoverConn) Write(b []byte) (int, error) {
 }
 
 // tlsConn is a connection served by crypto/tls after STARTTLS. One
-// goroutine (serve) owns it; shutdown and forceClose may be called from
-// any goroutine.
+// goroutine (serve) reads it and writes bulk answers; while an Active
+// Leasequery runs, the query's flusher goroutines write it (tlsoutbox.go).
+// shutdown and forceClose may be called from any goroutine.
 type tlsConn struct {
 	srv       *Server
 	id        uint64
@@ -192,15 +193,16 @@ type tlsConn struct {
 	raw *handoverConn
 	tc  *tls.Conn
 
-	// stopping is set by shutdown; runCancel, guarded by mu, stops the
-	// running bulk query with errShutdown.
+	// stopping is set by shutdown. runCancel stops the running bulk query
+	// with errShutdown; active is the running Active Leasequery. mu guards
+	// both.
 	stopping  atomic.Bool
 	mu        sync.Mutex
 	runCancel context.CancelCauseFunc
+	active    *tlsActive
 
 	runCtx   context.Context // of the running bulk query; serve only
-	writeErr error           // the first failed write; serve only
-	active   *tlsActive      // the running Active Leasequery, if any
+	writeErr error           // the first failed write; only the goroutine that writes touches it
 }
 
 func newTLSConn(c *conn, nc net.Conn, pending []byte) *tlsConn {
