@@ -267,8 +267,8 @@ func (t *tlsConn) runActive(a *tlsActive) (CloseReason, error) {
 
 	for {
 		// A flusher that ended the connection before the read deadline was
-		// cleared above is seen here; one that ends it later moves the
-		// deadline into the past and wakes the read.
+		// cleared above is caught here. One that ends it later moves the
+		// deadline into the past, which wakes the read.
 		if r, e, ok := a.ended(); ok {
 			return r, e
 		}
@@ -284,9 +284,9 @@ func (t *tlsConn) runActive(a *tlsActive) (CloseReason, error) {
 }
 
 // onMessageWhileActive replies to a message on a connection that runs an
-// active query: RFC 7653 section 9.4 allows no other request on it, so a
-// query gets a LEASEQUERY-REPLY with NotAllowed, and the active query ends
-// with LEASEQUERY-DONE and the connection (section 9.5).
+// active query. RFC 7653 section 9.4 allows no other request on it, so a
+// query gets a LEASEQUERY-REPLY with NotAllowed. The active query then ends
+// with LEASEQUERY-DONE, and the connection closes (section 9.5).
 func (a *tlsActive) onMessageWhileActive(msg []byte) {
 	s := a.t.srv
 	typ, xid := codec.MsgType(msg[0]), xidOf(msg)
