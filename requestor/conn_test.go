@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -400,13 +399,7 @@ func TestBulkContextCancel(t *testing.T) {
 }
 
 func TestDialUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there any more
-	_, err = requestor.Dial(testContext(t), testConfig(addr))
+	_, err := requestor.Dial(testContext(t), testConfig(requestortest.ClosedPort(t)))
 	if !errors.Is(err, requestor.ErrUnreachable) {
 		t.Errorf("Dial error = %v, want ErrUnreachable", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -152,7 +151,7 @@ func TestBulkTable(t *testing.T) {
 }
 
 func TestExitCodes(t *testing.T) {
-	closed := closedPort(t)
+	closed := requestortest.ClosedPort(t)
 	answer := func(reply func(xid uint32) [][]byte) *requestortest.Server {
 		return requestortest.NewServer(t, func(c *requestortest.Conn) {
 			r, err := c.ReadMessage()
@@ -226,17 +225,6 @@ func TestExitCodes(t *testing.T) {
 			}
 		})
 	}
-}
-
-// closedPort returns a loopback TCP address nothing listens on.
-func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func TestQueryUDPJSON(t *testing.T) {

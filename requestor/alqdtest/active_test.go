@@ -277,6 +277,10 @@ func TestAlqdMirrorAcrossRestarts(t *testing.T) {
 	}
 	cfg := mirror.Config{Dir: t.TempDir(), Requestor: config(px.addr())}
 	cfg.Requestor.RetryInterval = 50 * time.Millisecond
+	// A connection the proxy opens to a server that is shutting down can
+	// stay silent; the receive timeout ends it, as it would in the field.
+	// alqd sends a keepalive every testIdleTimeout, well within it.
+	cfg.Requestor.ReceiveTimeout = time.Second
 
 	// runMirror runs a mirror until the returned stop is called, recording
 	// the start time of each connection.
