@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"fmt"
-	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -96,10 +95,6 @@ type columns struct {
 // requiredColumns are the columns of memfile schema 1.0, the oldest Kea 6
 // lease file, which every later schema keeps.
 var requiredColumns = [...]string{"address", "duid", "valid_lifetime", "expire", "subnet_id", "pref_lifetime", "lease_type", "iaid", "prefix_len"}
-
-// maxCLTT is the latest CLTT in Unix seconds that time.Time.UnixNano, and so
-// the store, can represent (April 2262).
-const maxCLTT = math.MaxInt64 / 1_000_000_000
 
 // arenaChunk is the size of the blocks the parser copies binding bytes into.
 const arenaChunk = 32 << 10
@@ -241,6 +236,9 @@ func (p *Parser) ParseRow(line string, row *Row) error {
 	if b.Prefix.Masked() != b.Prefix {
 		return columnError("address", fmt.Errorf("%w: prefix %s has bits set past /%d", ErrInvalidAddress, b.Prefix, bits))
 	}
+	if err := store.CheckLeasable(b.Prefix); err != nil {
+		return columnError("address", fmt.Errorf("%w: %w", ErrInvalidAddress, err))
+	}
 
 	// Numbers.
 	valid, err := parseUint(fields[c.valid], 0xffffffff)
@@ -269,8 +267,9 @@ func (p *Parser) ParseRow(line string, row *Row) error {
 			return columnError("state", err)
 		}
 	}
-	if expire < valid || expire-valid > maxCLTT {
-		return columnError("expire", fmt.Errorf("%w: expire %d minus valid_lifetime %d is not a time from 1970 to 2262", ErrInvalidNumber, expire, valid))
+	if expire < valid || expire-valid < store.MinCLTTUnix || expire-valid > store.MaxCLTTUnix {
+		return columnError("expire", fmt.Errorf("%w: expire %d minus valid_lifetime %d is not a CLTT from %d (2000-01-01) to %d (2136-02-07)",
+			ErrInvalidNumber, expire, valid, store.MinCLTTUnix, store.MaxCLTTUnix))
 	}
 	row.SubnetID = uint32(subnetID)
 	b.IAID = uint32(iaid)

@@ -401,6 +401,10 @@ func (d *recordDecoder) decodeKey() {
 			d.failWith(fieldPrefix, fmt.Errorf("%w: %s has bits set past /%d", ErrInvalidAddress, quote(s), p.Bits()))
 			return
 		}
+		if err := store.CheckLeasable(p); err != nil {
+			d.failWith(fieldPrefix, fmt.Errorf("%w: %w", ErrInvalidAddress, err))
+			return
+		}
 		d.b.Prefix = p
 		return
 	}
@@ -413,11 +417,17 @@ func (d *recordDecoder) decodeKey() {
 	if p, err := netip.ParsePrefix(s); err == nil && p.Bits() == 128 {
 		s = p.Addr().String() // "2001:db8::1/128" is accepted as well
 	}
-	if a, err := parseIPv6(s); err != nil {
+	a, err := parseIPv6(s)
+	if err != nil {
 		d.failWith(fieldAddress, err)
-	} else {
-		d.b.Prefix = netip.PrefixFrom(a, 128)
+		return
 	}
+	p := netip.PrefixFrom(a, 128)
+	if err := store.CheckLeasable(p); err != nil {
+		d.failWith(fieldAddress, fmt.Errorf("%w: %w", ErrInvalidAddress, err))
+		return
+	}
+	d.b.Prefix = p
 }
 
 // decodeClient reads state, client_id, iaid and cltt.
@@ -457,8 +467,8 @@ func (d *recordDecoder) decodeClient() {
 			d.fail(fieldCLTT, "%s is not an RFC 3339 time such as 2026-12-04T19:25:00Z", quote(s))
 			return
 		}
-		if !time.Unix(0, t.UnixNano()).Equal(t) {
-			d.fail(fieldCLTT, "%s is outside the years 1678 to 2262", quote(s))
+		if err := store.CheckCLTT(t); err != nil {
+			d.fail(fieldCLTT, "%w", err)
 			return
 		}
 		d.b.CLTT = t.UTC()

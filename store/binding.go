@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"time"
@@ -82,6 +84,54 @@ func (s Source) String() string {
 		return "kea"
 	}
 	return "Source(" + strconv.Itoa(int(s)) + ")"
+}
+
+// CLTT bounds, in Unix seconds. Apply rejects a binding whose CLTT is set
+// and lies outside them: the span of RFC 7653 absolute times (unsigned
+// 32-bit seconds since 2000-01-01T00:00:00Z), in which the server reports
+// times. A CLTT outside it comes from a wrong clock or a corrupt source.
+const (
+	MinCLTTUnix = 946684800                    // 2000-01-01T00:00:00Z
+	MaxCLTTUnix = MinCLTTUnix + math.MaxUint32 // 2136-02-07T06:28:15Z
+)
+
+// reservedPrefixes are the address ranges that no leased address or
+// delegated prefix may touch: DHCPv6 assigns global and unique local
+// unicast space only (RFC 8415 section 6).
+var reservedPrefixes = [...]struct {
+	prefix netip.Prefix
+	name   string
+}{
+	{netip.MustParsePrefix("::/128"), "the unspecified address"},
+	{netip.MustParsePrefix("::1/128"), "the loopback address"},
+	{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped space"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local space"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast space"},
+}
+
+// CheckLeasable returns an error when p overlaps the unspecified or
+// loopback address, IPv4-mapped, link-local or multicast space, none of
+// which a DHCPv6 server leases. The error names p and the range.
+func CheckLeasable(p netip.Prefix) error {
+	for _, r := range reservedPrefixes {
+		if p.Overlaps(r.prefix) {
+			return fmt.Errorf("%s overlaps %s (%s); a binding holds a global or unique local unicast address or prefix", p, r.name, r.prefix)
+		}
+	}
+	return nil
+}
+
+// CheckCLTT returns an error when t is set and outside MinCLTTUnix to
+// MaxCLTTUnix. The error names t and the bounds.
+func CheckCLTT(t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	if sec := t.Unix(); sec < MinCLTTUnix || sec > MaxCLTTUnix {
+		return fmt.Errorf("CLTT %s is outside %s to %s, the span of RFC 7653 absolute times",
+			t.UTC().Format(time.RFC3339), time.Unix(MinCLTTUnix, 0).UTC().Format(time.RFC3339), time.Unix(MaxCLTTUnix, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Key identifies a binding: its type and its address or prefix. Kea keys its

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 )
@@ -129,6 +130,58 @@ func TestApplyRejectsInvalid(t *testing.T) {
 			}
 			if s.LastSeq() != 0 {
 				t.Errorf("LastSeq = %d after a rejected call, want 0", s.LastSeq())
+			}
+		})
+	}
+}
+
+// TestApplyRejectsUnleasable checks the addresses, prefixes and CLTTs that
+// no DHCPv6 server hands out: each fails with ErrInvalidBinding and an
+// error naming the field, and the edges of the allowed ranges pass.
+func TestApplyRejectsUnleasable(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	good := na("2001:db8::1", "c1", "")
+	at := func(b Binding, cltt time.Time) Binding { return with(b, func(b *Binding) { b.CLTT = cltt }) }
+	addr := func(a string) Binding { return na(a, "c1", "") }
+	tests := []struct {
+		name   string
+		change Binding
+		field  string // a word the error must contain; empty for a change that is accepted
+	}{
+		{"unspecified address", addr("::"), "address"},
+		{"loopback address", addr("::1"), "address"},
+		{"multicast address", addr("ff02::1"), "address"},
+		{"link-local address", addr("fe80::1"), "address"},
+		{"IPv4-mapped address", addr("::ffff:192.0.2.1"), "address"},
+		{"ended multicast address", released(addr("ff05::1:3")), "address"},
+		{"prefix at ::", pd("::/64", "c1", ""), "prefix"},
+		{"multicast prefix", pd("ff00::/8", "c1", ""), "prefix"},
+		{"prefix covering multicast", pd("fe00::/7", "c1", ""), "prefix"},
+		{"prefix covering link-local", pd("fe80::/16", "c1", ""), "prefix"},
+		{"CLTT before 2000", at(good, time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC)), "CLTT"},
+		{"CLTT after 2136-02-07T06:28:15Z", at(good, time.Unix(MaxCLTTUnix+1, 0)), "CLTT"},
+		{"CLTT in 2200", at(good, time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)), "CLTT"},
+
+		{"unique local address", addr("fd00::1"), ""},
+		{"prefix next to link-local", pd("fe40::/10", "c1", ""), ""},
+		{"CLTT at 2000-01-01", at(good, time.Unix(MinCLTTUnix, 0)), ""},
+		{"CLTT at 2136-02-07T06:28:15Z", at(good, time.Unix(MaxCLTTUnix, 0)), ""},
+		{"no CLTT", at(good, time.Time{}), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Apply(context.Background(), []Binding{tt.change}, nil)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("Apply error = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidBinding) {
+				t.Fatalf("Apply error = %v, want ErrInvalidBinding", err)
+			}
+			if !strings.Contains(err.Error(), tt.field) {
+				t.Errorf("Apply error = %q, want it to name %s", err, tt.field)
 			}
 		})
 	}

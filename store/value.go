@@ -254,6 +254,23 @@ func validateKey(k Key) error {
 	return nil
 }
 
+// validateNew checks what Apply demands of a new state beyond what the
+// layout can store (validateBinding): a leasable address or prefix and a
+// CLTT in range. Verify does not apply these rules, so a store written
+// before them still verifies.
+func validateNew(b *Binding) error {
+	if err := CheckLeasable(b.Prefix); err != nil {
+		if b.Type == TypePD {
+			return fmt.Errorf("prefix %w", err)
+		}
+		return fmt.Errorf("address %w", err)
+	}
+	if err := CheckCLTT(b.CLTT); err != nil {
+		return fmt.Errorf("binding %s: %w", b.Prefix, err)
+	}
+	return nil
+}
+
 // validateBinding checks everything Apply needs to store b.
 func validateBinding(b *Binding) error {
 	if err := validateKey(b.Key); err != nil {

@@ -46,7 +46,9 @@ func (r *request) take() bool { return r.state.CompareAndSwap(requestQueued, req
 // equal the stored binding is skipped. Later changes of one call see the
 // earlier ones, so a key may appear twice. A nil value in meta deletes that
 // key. Apply validates everything first: an invalid change or key fails
-// the call with ErrInvalidBinding and commits nothing.
+// the call with ErrInvalidBinding and commits nothing. Besides what the
+// layout can not store, a change is invalid when its address or prefix is
+// not leasable (CheckLeasable) or its CLTT is out of range (CheckCLTT).
 //
 // lastSeq is the Seq of the last change this call committed, or the store's
 // LastSeq when every change was skipped. Subscribers have seen the
@@ -103,6 +105,9 @@ func newRequest(changes []Binding, meta map[string][]byte) (*request, error) {
 	size := 0
 	for i := range changes {
 		if err := validateBinding(&changes[i]); err != nil {
+			return nil, fmt.Errorf("%w: change %d: %w", ErrInvalidBinding, i, err)
+		}
+		if err := validateNew(&changes[i]); err != nil {
 			return nil, fmt.Errorf("%w: change %d: %w", ErrInvalidBinding, i, err)
 		}
 		c := &changes[i]
