@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
