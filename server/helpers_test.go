@@ -27,6 +27,7 @@ var testServerDUID = []byte{0x00, 0x03, 0x00, 0x01, 0x02, 0x00, 0x5e, 0x00, 0x53
 func TestMain(m *testing.M) {
 	runDumpClientIfAsked()
 	runFanoutClientIfAsked()
+	runActiveBenchClientIfAsked()
 	code := m.Run()
 	if code == 0 {
 		if err := checkGoroutineLeaks(5 * time.Second); err != nil {
