@@ -372,3 +372,76 @@ func FuzzAppendAged(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPublishCommit measures the store subscription's work per commit
+// group of 64 changes: encoding both views of each binding once and
+// publishing them to the ring.
+func BenchmarkPublishCommit(b *testing.B) {
+	ring, err := fanout.NewRing(fanout.Config{}, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, _ := NewMetrics(nil)
+	p := &publisher{enc: newUpdateEncoder(&policy{}), metrics: m}
+	p.ring.Store(ring)
+	group := make([]store.Binding, 64)
+	for i := range group {
+		group[i] = activeBinding(fmt.Sprintf("2001:db8:1::%x/128", 0x1000+i), duid(i), "2001:db8:1::1", testNow)
+		group[i].RelayID = duid(1000 + i%8)
+		group[i].RelayPeer = netip.MustParseAddr("fe80::1")
+		group[i].RelayMessage = relayForwSized("2001:db8:1::1", 8)
+		group[i].ChangeTime = testNow
+	}
+	seq := uint64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range group {
+			seq++
+			group[i].Seq = seq
+		}
+		p.committed(group)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(group)), "ns/binding")
+}
+
+// BenchmarkDeliverBatch measures building the writev slices of one full
+// batch for one connection: base-times, bodies and headers, with bodies
+// sent in the second they were encoded (shared) or later (moved on).
+func BenchmarkDeliverBatch(b *testing.B) {
+	enc := newUpdateEncoder(&policy{})
+	batch := make([]*fanout.Update, maxDeliverBatch)
+	for i := range batch {
+		bd := activeBinding(fmt.Sprintf("2001:db8:1::%x/128", 0x1000+i), duid(i), "2001:db8:1::1", testNow)
+		bd.Seq, bd.ChangeTime = uint64(i+1), testNow
+		u, err := enc.newUpdate([]store.Binding{bd})
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch[i] = u
+	}
+	for _, later := range []int64{0, 5} {
+		b.Run(fmt.Sprintf("seconds-later=%d", later), func(b *testing.B) {
+			la := &loopActive{nowUnix: testNow.Unix() + later}
+			heads := make([]byte, 0, maxDeliverBatch*(frameHeadLen+baseTimeOptionLen))
+			iov := make([][]byte, 0, 2*maxDeliverBatch)
+			b.ReportAllocs()
+			for b.Loop() {
+				la.pumps++
+				la.aged = la.aged[:0]
+				heads, iov = heads[:0], iov[:0]
+				for i, u := range batch {
+					var next *fanout.Update
+					if i < len(batch)-1 {
+						next = batch[i+1]
+					}
+					base := dataBase(la.nowUnix, u, next, true)
+					body := la.bodyAt(u, viewPlain, base)
+					start := len(heads)
+					heads = appendDataHead(heads, 0x42, len(body), true, dhcpSeconds(base))
+					iov = append(iov, heads[start:], body)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/update")
+		})
+	}
+}
