@@ -297,6 +297,9 @@ func (c *Conn) startTLS(ctx context.Context) error {
 	if cfg.CipherSuites == nil {
 		cfg.CipherSuites = tlsCipherSuites
 	}
+	// NOTE: in TLS 1.3 the client finishes its handshake before the server
+	// has checked the client certificate, so a server that rejects it is
+	// only seen at the first read, as ErrConnectionLost with the TLS alert.
 	tc := tls.Client(c.nc, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return tlsErr(TLSHandshakeFailed, nil, err)
