@@ -162,6 +162,7 @@ func TestDecodeRecordInvalid(t *testing.T) {
 		{"relay_peer without message", with("relay_peer", `"2001:db8::1"`), "relay_message", ErrMissingField},
 		{"relay_message without peer", strings.Replace(recordPD, `"relay_peer":"2001:db8:1::2",`, ``, 1), "relay_peer", ErrMissingField},
 		{"relay_message not RELAY-FORW", strings.Replace(recordPD, `"relay_message":"0c00`, `"relay_message":"0d00`, 1), "relay_message", ErrInvalidValue},
+		{"relay_message over 4096 bytes", strings.Replace(recordPD, `0c0020010db800020000000000000000000120010db8000100000000000000000002`, `0c00`+strings.Repeat("00", 4095), 1), "relay_message", ErrInvalidValue},
 		{"relay_message short", strings.Replace(recordPD, `0c0020010db800020000000000000000000120010db8000100000000000000000002`, `0c00`, 1), "relay_message", ErrInvalidValue},
 	}
 	for _, tt := range tests {

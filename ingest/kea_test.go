@@ -403,6 +403,8 @@ func TestParseRowMalformed(t *testing.T) {
 		{"relay options short remote-id", replace(colContext, `{"ISC":{"relays":[{"hop":0&#x2c"link":"::"&#x2c"peer":"::"&#x2c"options":"0x00250002ABCD"}]}}`), "user_context", ErrInvalidRelayOptions},
 		{"relay options carry relay message", replace(colContext, `{"ISC":{"relays":[{"hop":0&#x2c"link":"::"&#x2c"peer":"::"&#x2c"options":"0x00090000"}]}}`), "user_context", ErrInvalidRelayOptions},
 		{"relay-info remote-id bad hex", replace(colContext, `{"ISC":{"relay-info":[{"hop":0&#x2c"link":"::"&#x2c"peer":"::"&#x2c"remote-id":"XY"}]}}`), "user_context", ErrInvalidHex},
+		{"relay chain over 4096 bytes", replace(colContext, `{"ISC":{"relays":[{"hop":0&#x2c"link":"::"&#x2c"peer":"::"&#x2c"options":"0x00120FDB`+strings.Repeat("41", 4059)+`"}]}}`), "user_context", ErrInvalidRelayOptions},
+		{"relay chain at 4096 bytes", replace(colContext, `{"ISC":{"relays":[{"hop":0&#x2c"link":"::"&#x2c"peer":"::"&#x2c"options":"0x00120FDA`+strings.Repeat("41", 4058)+`"}]}}`), "", nil},
 		{"too many relays", replace(colContext, `{"ISC":{"relays":[`+strings.Repeat(`{"hop":0&#x2c"link":"::"&#x2c"peer":"::"}&#x2c`, 32)+`{"hop":0&#x2c"link":"::"&#x2c"peer":"::"}]}}`), "user_context", ErrTooManyRelays},
 	}
 	for _, tt := range tests {

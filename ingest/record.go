@@ -526,7 +526,7 @@ func (d *recordDecoder) decodeRelay() {
 		d.require(fieldRelayPeer)
 	case peer:
 		d.b.RelayPeer = d.address(fieldRelayPeer)
-		d.b.RelayMessage = d.hexBytes(fieldRelayMessage, relayHeaderLen, maxOptionLen)
+		d.b.RelayMessage = d.hexBytes(fieldRelayMessage, relayHeaderLen, store.MaxRelayMessageLen)
 		if d.err == nil && d.b.RelayMessage[0] != msgRelayForw {
 			d.fail(fieldRelayMessage, "message type %d, want 12 (RELAY-FORW)", d.b.RelayMessage[0])
 		}

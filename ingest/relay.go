@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+
+	"github.com/alqd/alqd/store"
 )
 
 // DHCPv6 codes used to read relay options and to rebuild Relay-forward
@@ -273,9 +275,8 @@ func relayChainLen(relays []relayInfo, i int) (int, error) {
 		}
 		n += relayHeaderLen + len(relays[j].options)
 	}
-	// OPTION_LQ_RELAY_DATA carries a peer-address and the whole chain.
-	if n > maxOptionLen-16 {
-		return 0, fmt.Errorf("%w: Relay-forward chain of %d bytes, more than OPTION_LQ_RELAY_DATA can carry", ErrInvalidRelayOptions, n)
+	if n > store.MaxRelayMessageLen {
+		return 0, fmt.Errorf("%w: Relay-forward chain of %d bytes, more than the %d a binding's relay message may hold", ErrInvalidRelayOptions, n, store.MaxRelayMessageLen)
 	}
 	return n, nil
 }

@@ -95,6 +95,14 @@ const (
 	MaxCLTTUnix = MinCLTTUnix + math.MaxUint32 // 2136-02-07T06:28:15Z
 )
 
+// MaxRelayMessageLen is the longest RelayMessage that Apply accepts, in
+// octets. A chain of 8 relays (HOP_COUNT_LIMIT, RFC 8415 section 7.6) that
+// each add an Interface-ID, a Remote-ID and a Relay-ID of 64 octets is
+// 8 * (34 + 4 + 3*(4+64)) = 1936 octets, so real chains fit, and a binding's
+// OPTION_CLIENT_DATA with its OPTION_LQ_RELAY_DATA stays far below the
+// 65535 octets of a message.
+const MaxRelayMessageLen = 4096
+
 // reservedPrefixes are the address ranges that no leased address or
 // delegated prefix may touch: DHCPv6 assigns global and unique local
 // unicast space only (RFC 8415 section 6).

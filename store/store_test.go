@@ -135,9 +135,10 @@ func TestApplyRejectsInvalid(t *testing.T) {
 	}
 }
 
-// TestApplyRejectsUnleasable checks the addresses, prefixes and CLTTs that
-// no DHCPv6 server hands out: each fails with ErrInvalidBinding and an
-// error naming the field, and the edges of the allowed ranges pass.
+// TestApplyRejectsUnleasable checks the addresses, prefixes, CLTTs and
+// relay messages that no DHCPv6 server hands out: each fails with
+// ErrInvalidBinding and an error naming the field, and the edges of the
+// allowed ranges pass.
 func TestApplyRejectsUnleasable(t *testing.T) {
 	s := openTest(t, t.TempDir(), Options{})
 	good := na("2001:db8::1", "c1", "")
@@ -161,12 +162,18 @@ func TestApplyRejectsUnleasable(t *testing.T) {
 		{"CLTT before 2000", at(good, time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC)), "CLTT"},
 		{"CLTT after 2136-02-07T06:28:15Z", at(good, time.Unix(MaxCLTTUnix+1, 0)), "CLTT"},
 		{"CLTT in 2200", at(good, time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)), "CLTT"},
+		{"relay message over the maximum", with(good, func(b *Binding) {
+			b.RelayPeer, b.RelayMessage = netip.MustParseAddr("2001:db8::2"), make([]byte, MaxRelayMessageLen+1)
+		}), "relay message"},
 
 		{"unique local address", addr("fd00::1"), ""},
 		{"prefix next to link-local", pd("fe40::/10", "c1", ""), ""},
 		{"CLTT at 2000-01-01", at(good, time.Unix(MinCLTTUnix, 0)), ""},
 		{"CLTT at 2136-02-07T06:28:15Z", at(good, time.Unix(MaxCLTTUnix, 0)), ""},
 		{"no CLTT", at(good, time.Time{}), ""},
+		{"relay message at the maximum", with(good, func(b *Binding) {
+			b.RelayPeer, b.RelayMessage = netip.MustParseAddr("2001:db8::2"), make([]byte, MaxRelayMessageLen)
+		}), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -255,8 +255,8 @@ func validateKey(k Key) error {
 }
 
 // validateNew checks what Apply demands of a new state beyond what the
-// layout can store (validateBinding): a leasable address or prefix and a
-// CLTT in range. Verify does not apply these rules, so a store written
+// layout can store (validateBinding): a leasable address or prefix, a CLTT
+// in range and a relay message of at most MaxRelayMessageLen octets. Verify does not apply these rules, so a store written
 // before them still verifies.
 func validateNew(b *Binding) error {
 	if err := CheckLeasable(b.Prefix); err != nil {
@@ -267,6 +267,9 @@ func validateNew(b *Binding) error {
 	}
 	if err := CheckCLTT(b.CLTT); err != nil {
 		return fmt.Errorf("binding %s: %w", b.Prefix, err)
+	}
+	if len(b.RelayMessage) > MaxRelayMessageLen {
+		return fmt.Errorf("binding %s has a %d-octet relay message, longer than %d", b.Prefix, len(b.RelayMessage), MaxRelayMessageLen)
 	}
 	return nil
 }

@@ -48,7 +48,8 @@ func (r *request) take() bool { return r.state.CompareAndSwap(requestQueued, req
 // key. Apply validates everything first: an invalid change or key fails
 // the call with ErrInvalidBinding and commits nothing. Besides what the
 // layout can not store, a change is invalid when its address or prefix is
-// not leasable (CheckLeasable) or its CLTT is out of range (CheckCLTT).
+// not leasable (CheckLeasable), its CLTT is out of range (CheckCLTT) or its
+// relay message is longer than MaxRelayMessageLen.
 //
 // lastSeq is the Seq of the last change this call committed, or the store's
 // LastSeq when every change was skipped. Subscribers have seen the
