@@ -1,8 +1,10 @@
 package alqdtest
 
 import (
+	"crypto/tls"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/alqd/alqd/codec"
 	"github.com/alqd/alqd/requestor"
@@ -10,107 +12,144 @@ import (
 	"github.com/alqd/alqd/server"
 )
 
-// secureConfig is alqd in secure mode only: Active Leasequery and bulk
-// queries over STARTTLS with mutual TLS, nothing over plaintext.
-func secureConfig(t *testing.T, pki *requestortest.PKI) server.Config {
+// secureConfig returns cfg in secure mode with the PKI's server
+// certificate, its CA as the client CA, and allow as the certificate
+// allow-list.
+func secureConfig(t *testing.T, pki *requestortest.PKI, cfg server.Config, allow ...string) server.Config {
+	t.Helper()
 	dir := t.TempDir()
 	caFile, _, _ := pki.WriteFiles(t, dir)
 	certFile, keyFile := pki.WriteServerFiles(t, dir)
-	return server.Config{
-		Active:            true,
-		ActiveIdleTimeout: testIdleTimeout,
-		TLS:               server.TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile},
+	cfg.TLS = server.TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}
+	for _, a := range allow {
+		p, err := server.ParseCertPattern(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.TLS.Allow = append(cfg.TLS.Allow, p)
+	}
+	return cfg
+}
+
+// secureRequestor returns the requestor configuration for addr in secure
+// mode with the PKI's requestor certificate.
+func secureRequestor(addr string, pki *requestortest.PKI) requestor.Config {
+	cfg := config(addr)
+	cfg.TLS = pki.ClientConfig()
+	cfg.StartTLSTimeout = 5 * time.Second
+	return cfg
+}
+
+func TestAlqdTLSBulk(t *testing.T) {
+	pki := requestortest.NewPKI(t)
+	clock := func() time.Time { return now }
+	st := openStore(t, clock)
+	apply(t, st, fixtures...)
+	srv, _ := startServer(t, st, secureConfig(t, pki, server.Config{}, "cn:alq test requestor"), clock)
+
+	conn, err := requestor.Dial(testContext(t), secureRequestor(srv.Addr().String(), pki))
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer conn.Close()
+	if cs := conn.TLSConnectionState(); cs == nil || cs.Version != tls.VersionTLS13 {
+		t.Fatalf("connection state %+v, want TLS 1.3", cs)
+	}
+	var events []requestor.Event
+	q := requestor.Query{Type: codec.QueryByLinkAddress, Link: linkA}
+	if err := conn.Bulk(testContext(t), q, func(ev requestor.Event) error { events = append(events, ev); return nil }); err != nil {
+		t.Fatalf("Bulk over TLS: %v", err)
+	}
+	if got := targets(events); len(got) != 3 {
+		t.Errorf("bulk over TLS returned %v, want the 3 bindings on %v", got, linkA)
 	}
 }
 
-func TestAlqdStartTLS(t *testing.T) {
+func TestAlqdTLSWatch(t *testing.T) {
 	pki := requestortest.NewPKI(t)
 	clock := &fakeClock{t: now}
 	st := openStore(t, clock.Now)
 	apply(t, st, fixtures...)
-	srv, _ := startServer(t, st, secureConfig(t, pki), clock.Now)
-	cfg := config(srv.Addr().String())
-	cfg.TLS = pki.ClientConfig()
+	cfg := server.Config{Active: true, ActiveIdleTimeout: testIdleTimeout}
+	srv, _ := startServer(t, st, secureConfig(t, pki, cfg), clock.Now)
 
-	// A bulk query over TLS.
-	conn, err := requestor.Dial(testContext(t), cfg)
+	start := codec.DHCPTime(now) - 10
+	w, err := requestor.NewWatcher(secureRequestor(srv.Addr().String(), pki), requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: start, Valid: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var events []requestor.Event
-	err = conn.Bulk(testContext(t), requestor.Query{Type: codec.QueryByLinkAddress, Link: linkA}, func(ev requestor.Event) error {
-		events = append(events, ev)
-		return nil
-	})
-	conn.Close()
-	if err != nil {
-		t.Fatalf("Bulk over TLS: %v", err)
-	}
-	if n := len(targets(events)); n != 3 {
-		t.Errorf("got %d bindings over TLS, want 3", n)
-	}
-
-	// An active query over TLS, with catch-up.
-	req := requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: codec.DHCPTime(now), Valid: true}}
-	w, err := requestor.NewWatcher(cfg, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caught := 0
+	fresh := bind("2001:db8:1::99/128", client3, linkA, nil, nil)
+	var catchUp int
+	var live []requestor.Binding
 	err = w.Run(testContext(t), func(ev requestor.Event) error {
-		switch ev.(type) {
+		switch e := ev.(type) {
 		case requestor.Binding:
-			caught++
-		case requestor.CatchUpComplete:
+			if e.CatchUp {
+				catchUp++
+				return nil
+			}
+			live = append(live, e)
 			return errors.New("done")
+		case requestor.CatchUpComplete:
+			clock.Advance(10 * time.Second)
+			apply(t, st, fresh)
 		}
 		return nil
 	})
 	if err == nil || err.Error() != "done" {
-		t.Fatalf("Watcher over TLS: %v", err)
+		t.Fatalf("Run: %v", err)
 	}
-	if caught != len(fixtures) {
-		t.Errorf("catch-up over TLS delivered %d bindings, want %d", caught, len(fixtures))
+	if catchUp != len(fixtures) {
+		t.Errorf("catch-up over TLS delivered %d bindings, want %d", catchUp, len(fixtures))
+	}
+	if len(live) != 1 || live[0].Addr != fresh.Prefix.Addr() {
+		t.Errorf("live bindings over TLS = %v, want %v", live, fresh.Prefix)
 	}
 }
 
-func TestAlqdSecureModeRefusesPlaintext(t *testing.T) {
+// TestAlqdTLSFailures checks that every failed secure-mode setup ends in an
+// error and never in a reply over plaintext.
+func TestAlqdTLSFailures(t *testing.T) {
 	pki := requestortest.NewPKI(t)
-	clock := &fakeClock{t: now}
-	st := openStore(t, clock.Now)
-	srv, _ := startServer(t, st, secureConfig(t, pki), clock.Now)
+	clock := func() time.Time { return now }
+	st := openStore(t, clock)
+	apply(t, st, fixtures...)
+	insecure, _ := startServer(t, st, server.Config{Active: true, Insecure: true}, clock)
+	secure, _ := startServer(t, st, secureConfig(t, pki, server.Config{}), clock)
+	listed, _ := startServer(t, st, secureConfig(t, pki, server.Config{}, "cn:another requestor"), clock)
+	untrusted := requestortest.NewPKI(t)
 
-	// Plaintext: the server closes a connection that does not start TLS.
-	conn, err := requestor.Dial(testContext(t), config(srv.Addr().String()))
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		cfg  requestor.Config
+		want error
+	}{
+		{"insecure server", secureRequestor(insecure.Addr().String(), pki), requestor.ErrTLSRefused},
+		{"plaintext to a secure server", config(secure.Addr().String()), requestor.ErrConnectionLost},
+		{"untrusted server certificate", secureRequestor(secure.Addr().String(), untrusted), requestor.ErrTLSHandshake},
+		{"certificate not on the allow-list", secureRequestor(listed.Addr().String(), pki), requestor.ErrConnectionLost},
 	}
-	err = conn.Bulk(testContext(t), requestor.Query{Type: codec.QueryByLinkAddress, Link: linkA}, func(requestor.Event) error { return nil })
-	conn.Close()
-	if err == nil {
-		t.Error("plaintext bulk query answered by a server in secure mode only")
-	}
-
-	// A server certificate from a CA the requestor does not trust.
-	cfg := config(srv.Addr().String())
-	cfg.TLS = requestortest.NewPKI(t).ClientConfig()
-	if _, err := requestor.Dial(testContext(t), cfg); !errors.Is(err, requestor.ErrTLSHandshake) {
-		t.Errorf("Dial with an untrusted server certificate: %v, want ErrTLSHandshake", err)
-	}
-}
-
-func TestAlqdInsecureRefusesStartTLS(t *testing.T) {
-	clock := &fakeClock{t: now}
-	st := openStore(t, clock.Now)
-	srv, _ := startServer(t, st, activeConfig(), clock.Now)
-	cfg := config(srv.Addr().String())
-	cfg.TLS = requestortest.NewPKI(t).ClientConfig()
-	_, err := requestor.Dial(testContext(t), cfg)
-	var te *requestor.TLSError
-	if !errors.As(err, &te) || te.Outcome != requestor.TLSRefused {
-		t.Fatalf("Dial error = %v, want STARTTLS refused", err)
-	}
-	if code, _ := requestor.StatusCode(err); code != codec.StatusTLSConnectionRefused {
-		t.Errorf("status = %v, want TLSConnectionRefused", code)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q := requestor.Query{Type: codec.QueryByLinkAddress, Link: linkA}
+			conn, err := requestor.Dial(testContext(t), tc.cfg)
+			if err == nil {
+				// Failures the requestor detects only once it reads: a closed
+				// plaintext connection, or a TLS 1.3 alert for its
+				// certificate after its side of the handshake finished.
+				err = conn.Bulk(testContext(t), q, func(requestor.Event) error {
+					t.Error("a binding arrived over a connection that should have failed")
+					return nil
+				})
+				conn.Close()
+			}
+			if !errors.Is(err, tc.want) {
+				t.Errorf("error = %v, want %v", err, tc.want)
+			}
+			var te *requestor.TLSError
+			if errors.Is(tc.want, requestor.ErrTLSRefused) && (!errors.As(err, &te) || te.Status == nil || te.Status.Code != codec.StatusTLSConnectionRefused) {
+				t.Errorf("error = %v, want a REPLY with TLSConnectionRefused", err)
+			}
+		})
 	}
 }
