@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/alqd/alqd/codec"
@@ -54,6 +56,16 @@ type bulkOutcome struct {
 	// connection.
 	abort bool
 	err   error // the store or encoding error behind abort, or the cancellation cause
+
+	// relayOmitted counts the clients sent without their
+	// OPTION_LQ_RELAY_DATA because it did not fit in the message;
+	// unencodable counts the bindings left out because they could not be
+	// encoded at all. trouble is one binding of either kind, and encodeErr
+	// the first encoding error, for the log (noteEncodeTrouble).
+	relayOmitted int
+	unencodable  int
+	trouble      netip.Prefix
+	encodeErr    error
 }
 
 // newBulkJob prepares the job for r. policy supplies the server DUID and
@@ -146,19 +158,64 @@ func (j *bulkJob) run(ctx context.Context, buf []byte, emit emitFunc) bulkOutcom
 	return out
 }
 
-// appendGroup appends the message for j.group. A group that cannot be
-// encoded (a binding the codec rejects) is left out and counted, and
-// j.group is emptied so that first stays true when nothing was written.
+// appendGroup appends the message for j.group. A group that does not fit
+// in a message with its OPTION_LQ_RELAY_DATA goes out without it. A group
+// that cannot be encoded even so (a binding the codec rejects) is left out.
+// Both are counted in out and the metrics; j.group is then emptied so that
+// first stays true when nothing was written.
 func (j *bulkJob) appendGroup(buf []byte, first bool, now time.Time, out *bulkOutcome) []byte {
 	next, err := j.head.appendBindings(buf, first, j.group, j.view, now)
+	if err != nil && j.view.relayData && relaySource(j.group) != nil {
+		plain := j.view
+		plain.relayData = false
+		if next, err = j.head.appendBindings(buf, first, j.group, plain, now); err == nil {
+			j.metrics.tcpRelayOmitted.Inc()
+			out.relayOmitted++
+			out.noteTrouble(relaySource(j.group).Prefix, nil)
+		}
+	}
 	if err != nil {
 		j.metrics.encodeErrors.Add(float64(len(j.group)))
+		out.unencodable += len(j.group)
+		out.noteTrouble(j.group[0].Prefix, err)
 		j.group = j.group[:0]
 		return buf
 	}
 	out.bindings += len(j.group)
 	j.metrics.tcpBindings.Add(float64(len(j.group)))
 	return next
+}
+
+// noteEncodeTrouble logs, at most once per WarnInterval for the whole
+// server, that a bulk query sent clients without their relay data or left
+// bindings out. The metrics count every case.
+func (s *Server) noteEncodeTrouble(log *slog.Logger, xid uint32, out *bulkOutcome) {
+	if out.relayOmitted == 0 && out.unencodable == 0 {
+		return
+	}
+	ok, suppressed := s.encodeWarn.allow(time.Now())
+	if !ok {
+		return
+	}
+	args := []any{"xid", xid, "without_relay_data", out.relayOmitted, "left_out", out.unencodable, "binding", out.trouble.String()}
+	if out.encodeErr != nil {
+		args = append(args, "err", out.encodeErr)
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	log.Warn("bindings did not fit in a reply", args...)
+}
+
+// noteTrouble keeps the first binding and the first error of an encoding
+// problem.
+func (o *bulkOutcome) noteTrouble(p netip.Prefix, err error) {
+	if !o.trouble.IsValid() {
+		o.trouble = p
+	}
+	if o.encodeErr == nil {
+		o.encodeErr = err
+	}
 }
 
 // abort ends the query after a failure or a shutdown. Before any reply the

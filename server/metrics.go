@@ -22,11 +22,14 @@ type Metrics struct {
 	bytesRecv    *prometheus.CounterVec
 	storeLatency *prometheus.HistogramVec
 	encodeErrors prometheus.Counter
+	relayOmitted *prometheus.CounterVec
 
 	// Series resolved once, for the per-message paths.
 	tcpBindings, udpBindings prometheus.Counter
 	tcpSent, udpSent         prometheus.Counter
 	tcpReceived, udpReceived prometheus.Counter
+	tcpRelayOmitted          prometheus.Counter
+	udpRelayOmitted          prometheus.Counter
 
 	active activeMetrics
 	tls    tlsMetrics
@@ -74,6 +77,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "alqd_encode_errors_total",
 			Help: "Bindings left out of a reply because they could not be encoded.",
 		}),
+		relayOmitted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alqd_relay_data_omitted_total",
+			Help: "Clients reported without the OPTION_LQ_RELAY_DATA the requestor asked for, because the message would not fit, by transport.",
+		}, []string{"transport"}),
 	}
 	m.active.init()
 	for _, r := range closeReasons {
@@ -85,13 +92,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.udpSent = m.bytesSent.WithLabelValues(transportUDP.String())
 	m.tcpReceived = m.bytesRecv.WithLabelValues(transportTCP.String())
 	m.udpReceived = m.bytesRecv.WithLabelValues(transportUDP.String())
+	m.tcpRelayOmitted = m.relayOmitted.WithLabelValues(transportTCP.String())
+	m.udpRelayOmitted = m.relayOmitted.WithLabelValues(transportUDP.String())
 	m.tls = newTLSMetrics(m.bytesSent, m.bytesRecv)
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range append([]prometheus.Collector{
 		m.connections, m.accepted, m.closed, m.queries, m.bindingsSent,
-		m.bytesSent, m.bytesRecv, m.storeLatency, m.encodeErrors,
+		m.bytesSent, m.bytesRecv, m.storeLatency, m.encodeErrors, m.relayOmitted,
 	}, append(m.active.collectors(), m.tls.collectors()...)...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err

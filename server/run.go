@@ -94,6 +94,7 @@ func (r *bulkRun) produce() {
 	q := r.job.req.query.QueryType
 	s.metrics.countQuery(transportTCP, q, out.status)
 	log := r.conn.log
+	s.noteEncodeTrouble(log, r.job.req.xid, &out)
 	switch {
 	case out.abort && !isConnError(out.err) && !errors.Is(out.err, errShutdown):
 		log.Error("bulk query failed", "xid", r.job.req.xid, "type", queryLabel(q), "err", out.err)

@@ -48,6 +48,8 @@ type Server struct {
 	nextID       atomic.Uint64
 	nextSweep    time.Time // ticker goroutine only
 
+	encodeWarn warnLimiter // bindings that did not fit in a reply
+
 	active *activeServer // Active Leasequery; nil when Config.Active is off
 	tls    *tlsServer    // secure mode; nil without Config.TLS
 }
@@ -83,14 +85,15 @@ func New(cfg Config, src Store, opts ...Option) (*Server, error) {
 	cfg.Allow = unmapPrefixes(cfg.Allow)
 
 	s := &Server{
-		cfg:       cfg,
-		src:       src,
-		log:       slog.Default(),
-		clock:     time.Now,
-		ready:     make(chan struct{}),
-		runDone:   make(chan struct{}),
-		drainWake: make(chan struct{}, 1),
-		loops:     make(map[gnet.EventLoop]*loop),
+		cfg:        cfg,
+		src:        src,
+		log:        slog.Default(),
+		clock:      time.Now,
+		ready:      make(chan struct{}),
+		runDone:    make(chan struct{}),
+		drainWake:  make(chan struct{}, 1),
+		loops:      make(map[gnet.EventLoop]*loop),
+		encodeWarn: warnLimiter{interval: cfg.WarnInterval},
 		policy: policy{
 			serverID: src.ServerDUID(),
 			served:   cfg.Served,

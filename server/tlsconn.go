@@ -405,6 +405,7 @@ func (t *tlsConn) runBulk(r *request) (CloseReason, error) {
 		t.requestor.release()
 	}
 	s.metrics.countQuery(transportTCP, r.query.QueryType, out.status)
+	s.noteEncodeTrouble(t.log, r.xid, &out)
 
 	switch {
 	case t.writeErr != nil:

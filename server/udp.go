@@ -13,6 +13,22 @@ import (
 	"github.com/alqd/alqd/store"
 )
 
+// Largest UDP payloads: over IPv6 without jumbograms, the 65535-octet
+// payload length less the 8-octet UDP header; over IPv4, the 65535-octet
+// total length less 20 octets of IP header and the UDP header.
+const (
+	maxUDPPayload6 = 65535 - 8
+	maxUDPPayload4 = 65535 - 20 - 8
+)
+
+// maxUDPPayload returns the largest reply that can be sent to peer.
+func maxUDPPayload(peer netip.Addr) int {
+	if peer.Unmap().Is4() {
+		return maxUDPPayload4
+	}
+	return maxUDPPayload6
+}
+
 // udpServer answers RFC 5007 Leasequery over UDP on one goroutine. UDP
 // leasequery is a low-rate lookup (a relay or an operator asking about one
 // address or client), and each answer needs store reads that must not run
@@ -94,9 +110,9 @@ func (u *udpServer) handle(pkt []byte, from netip.Addr) []byte {
 	}
 	switch t {
 	case codec.MsgLeasequery:
-		return u.answer(u.out[:0], pkt, from)
+		return u.answer(u.out[:0], pkt, from, maxUDPPayload(from))
 	case codec.MsgRelayForw:
-		return u.answerRelayed(pkt)
+		return u.answerRelayed(pkt, maxUDPPayload(from))
 	}
 	// RFC 8415 section 16: a server discards message types it does not
 	// serve.
@@ -107,8 +123,9 @@ func (u *udpServer) handle(pkt []byte, from netip.Addr) []byte {
 // goes back in RELAY-REPL messages that mirror the relay chain, each with
 // the OPTION_INTERFACE_ID it carried (RFC 8415 section 19.3). The
 // allow-list is checked against the peer-address of the relay closest to
-// the requestor: that is the requestor's own address.
-func (u *udpServer) answerRelayed(pkt []byte) []byte {
+// the requestor: that is the requestor's own address. The wrapped reply
+// is at most budget octets long.
+func (u *udpServer) answerRelayed(pkt []byte, budget int) []byte {
 	var layers []codec.RelayMessage
 	msg := pkt
 	for {
@@ -134,8 +151,10 @@ func (u *udpServer) answerRelayed(pkt []byte) []byte {
 		msg = inner
 	}
 
+	// Each RELAY-REPL layer is no longer than the RELAY-FORW layer it
+	// answers, so the relay headers of the query bound those of the reply.
 	requestorAddr := layers[len(layers)-1].PeerAddress.Unmap()
-	reply := u.answer(nil, msg, requestorAddr)
+	reply := u.answer(nil, msg, requestorAddr, budget-(len(pkt)-len(msg)))
 	if reply == nil {
 		return nil
 	}
@@ -171,8 +190,9 @@ func wrapRelayReply(b []byte, layer *codec.RelayMessage, inner []byte) ([]byte, 
 }
 
 // answer returns the LEASEQUERY-REPLY to the LEASEQUERY pkt from the
-// requestor at from, appended to b, or nil for a discarded query.
-func (u *udpServer) answer(b, pkt []byte, from netip.Addr) []byte {
+// requestor at from, appended to b, or nil for a discarded query. The reply
+// is at most budget octets long.
+func (u *udpServer) answer(b, pkt []byte, from netip.Addr, budget int) []byte {
 	s := u.srv
 	var r request
 	verdict, serr := r.parse(pkt, transportUDP, &s.policy)
@@ -196,7 +216,7 @@ func (u *udpServer) answer(b, pkt []byte, from netip.Addr) []byte {
 		return out
 	}
 
-	out, status, err := u.answerFound(b, &r, &head, now)
+	out, status, err := u.answerFound(b, &r, &head, now, budget)
 	if err != nil {
 		u.log.Error("answering a UDP leasequery failed", "xid", r.xid, "err", err)
 		serr = &codec.StatusError{Code: codec.StatusUnspecFail, Msg: "the server failed to answer"}
@@ -214,12 +234,15 @@ func (u *udpServer) answer(b, pkt []byte, from netip.Addr) []byte {
 // answerFound looks up the bindings for r and appends the reply: one
 // OPTION_CLIENT_DATA, or OPTION_LQ_CLIENT_LINK when a QUERY_BY_CLIENTID
 // without link finds the client on several links (RFC 5007 section
-// 4.3.3), or nothing when no binding with a valid lifetime matches.
-func (u *udpServer) answerFound(b []byte, r *request, head *replyHead, now time.Time) ([]byte, string, error) {
+// 4.3.3), or nothing when no binding with a valid lifetime matches. A reply
+// longer than budget octets with the requested OPTION_LQ_RELAY_DATA goes
+// out without it; one longer than budget without it is an error.
+func (u *udpServer) answerFound(b []byte, r *request, head *replyHead, now time.Time, budget int) ([]byte, string, error) {
 	links, err := u.collect(r, now)
 	if err != nil {
 		return nil, "", err
 	}
+	begin := len(b)
 
 	b, start, err := head.beginReply(b, now, nil)
 	if err != nil {
@@ -242,14 +265,42 @@ func (u *udpServer) answerFound(b []byte, r *request, head *replyHead, now time.
 		// RFC 5007 section 4.1.2.4: over UDP OPTION_LQ_RELAY_DATA is a
 		// reply option, outside OPTION_CLIENT_DATA.
 		if src := relaySource(u.group); r.wantRelayData && src != nil {
-			if b, err = appendRelayData(b, src); err != nil {
-				return nil, "", err
+			withRelay, err := appendRelayData(b, src)
+			if err == nil && len(withRelay)-begin <= budget {
+				b = withRelay
+			} else {
+				// The binding still goes out, without its relay data; b
+				// still ends before the relay data.
+				u.omitRelayData(r.xid, src.Prefix, err)
 			}
 		}
 		u.srv.metrics.udpBindings.Add(float64(len(u.group)))
 	}
-	b, err = head.end(b, start)
-	return b, status, err
+	if b, err = head.end(b, start); err != nil {
+		return nil, "", err
+	}
+	if len(b)-begin > budget {
+		return nil, "", fmt.Errorf("server: reply of %d octets, over the %d octets a UDP datagram can carry here: %w", len(b)-begin, budget, codec.ErrMessageTooLong)
+	}
+	return b, status, nil
+}
+
+// omitRelayData counts a UDP reply sent without the OPTION_LQ_RELAY_DATA
+// of the binding p, and logs it at most once per WarnInterval.
+func (u *udpServer) omitRelayData(xid uint32, p netip.Prefix, err error) {
+	u.srv.metrics.udpRelayOmitted.Inc()
+	ok, suppressed := u.srv.encodeWarn.allow(time.Now())
+	if !ok {
+		return
+	}
+	args := []any{"xid", xid, "without_relay_data", 1, "binding", p.String()}
+	if err != nil {
+		args = append(args, "err", err)
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	u.log.Warn("bindings did not fit in a reply", args...)
 }
 
 // collect fills u.group with the bindings with a valid lifetime that answer
