@@ -38,6 +38,13 @@ type alqdConfig struct {
 	// 9.1); off, connections can only idle or run bulk queries.
 	Active   bool
 	MaxConns int
+	// Gate holds the producer back while the server's own count of
+	// undelivered updates exceeds Window per subscriber (Window in all when
+	// Filtered), as the raw contender's gate does; alqd itself never holds
+	// back a producer, so without it a run can only measure overload.
+	Gate     bool
+	Window   int
+	Filtered bool
 	// FrameSize is the size of the probe frames the bindings should encode
 	// to, which sets the size of their relay data.
 	FrameSize int
@@ -53,6 +60,9 @@ type alqdServer struct {
 	relay  []byte // RELAY-FORW of OPTION_LQ_RELAY_DATA, nil for none
 	runErr chan error
 	seq    uint32 // IAID counter, so that no two changes are equal
+	cfg    alqdConfig
+
+	sinceCheck int // messages published since the gate last looked
 }
 
 // discardLogger drops every record: the harness reports through its results.
@@ -68,10 +78,11 @@ func newAlqdServer(cfg alqdConfig) (*alqdServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &alqdServer{dir: dir, reg: prometheus.NewRegistry(), runErr: make(chan error, 1)}
+	a := &alqdServer{dir: dir, reg: prometheus.NewRegistry(), runErr: make(chan error, 1), cfg: cfg}
 	if padding > 0 {
 		a.relay = relayMessage(padding)
 	}
+
 	a.st, err = store.Open(dir, store.Options{TrimInterval: -1, Logger: discardLogger})
 	if err != nil {
 		os.RemoveAll(dir)
@@ -89,6 +100,7 @@ func newAlqdServer(cfg alqdConfig) (*alqdServer, error) {
 		}
 		return nil, fmt.Errorf("bench: starting the alqd server: %w", err)
 	}
+
 	go func() { a.runErr <- a.srv.Run() }()
 	select {
 	case <-a.srv.Ready():
@@ -143,35 +155,82 @@ func (a *alqdServer) publish(keys []uint32, stamps []int64) error {
 			b.RelayPeer, b.RelayMessage = probeLink, a.relay
 		}
 	}
+	// Gathering the registry costs tens of microseconds, so the gate looks
+	// only every quarter window of messages.
+	if a.sinceCheck += len(keys); a.cfg.Gate && a.sinceCheck >= max(a.cfg.Window/4, 1) {
+		a.sinceCheck = 0
+		a.waitBacklog()
+	}
 	_, err := a.st.Apply(context.Background(), changes, nil)
 	return err
 }
 
-// connections returns the server's open TCP connections and those it
-// closed as slow consumers, from its metrics; -1 for a value it lacks.
-func (a *alqdServer) connections() (open, slowClosed int64) {
-	open, slowClosed = -1, -1
+// waitBacklog waits, for at most a minute, until the server has handed out
+// all but Window updates per subscriber of what it published.
+func (a *alqdServer) waitBacklog() {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		m := a.readMetrics()
+		subscribers := max(m.activeConns, 1)
+		backlog := m.published*subscribers - m.delivered
+		allowed := int64(a.cfg.Window) * subscribers
+		if a.cfg.Filtered {
+			backlog = m.published - m.delivered
+			allowed = int64(a.cfg.Window)
+		}
+		if backlog <= allowed {
+			return
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+}
+
+// alqdMetrics are the server counters the harness reads; -1 for one the
+// registry lacks.
+type alqdMetrics struct {
+	conns, activeConns   int64
+	published, delivered int64
+	lapped, slowClosed   int64
+}
+
+// readMetrics gathers the server's Prometheus registry.
+func (a *alqdServer) readMetrics() alqdMetrics {
+	m := alqdMetrics{-1, -1, -1, -1, -1, -1}
 	families, err := a.reg.Gather()
 	if err != nil {
-		return open, slowClosed
+		return m
 	}
 	for _, f := range families {
+		var value float64
+		if metrics := f.GetMetric(); len(metrics) == 1 {
+			if g := metrics[0].GetGauge(); g != nil {
+				value = g.GetValue()
+			} else {
+				value = metrics[0].GetCounter().GetValue()
+			}
+		}
 		switch f.GetName() {
 		case "alqd_connections":
-			if len(f.GetMetric()) == 1 {
-				open = int64(f.GetMetric()[0].GetGauge().GetValue())
-			}
+			m.conns = int64(value)
+		case "alqd_active_connections":
+			m.activeConns = int64(value)
+		case "alqd_active_published_total":
+			m.published = int64(value)
+		case "alqd_active_updates_delivered_total":
+			m.delivered = int64(value)
+		case "alqd_active_lapped_total":
+			m.lapped = int64(value)
 		case "alqd_connections_closed_total":
-			for _, m := range f.GetMetric() {
-				for _, l := range m.GetLabel() {
+			for _, series := range f.GetMetric() {
+				for _, l := range series.GetLabel() {
 					if l.GetName() == "reason" && l.GetValue() == server.CloseSlowConsumer.String() {
-						slowClosed = int64(m.GetCounter().GetValue())
+						m.slowClosed = int64(series.GetCounter().GetValue())
 					}
 				}
 			}
 		}
 	}
-	return open, slowClosed
+	return m
 }
 
 func (a *alqdServer) close() {

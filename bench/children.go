@@ -4,10 +4,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"time"
 )
 
-// startArgs tells a server child which contender to start and how.
+// profilePath returns the CPU profile file of one measurement in dir, or ""
+// when dir is "".
+func profilePath(dir, scenario, contender string, conns int) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, fmt.Sprintf("%s-%s-%d.cpu.pprof", scenario, contender, conns))
+}
+
+// startArgs is the start request of a server child: the contender and its
+// settings.
 type startArgs struct {
 	Contender string `json:"contender"`
 	Filtered  bool   `json:"filtered"`
@@ -15,9 +28,12 @@ type startArgs struct {
 	// contenders: close a connection that falls behind instead of holding
 	// the producer back.
 	Drop bool `json:"drop"`
-	// Window is how many messages a connection may fall behind before the
-	// producer waits (raw gate, goroutine queue length).
+	// Window is how far the producer may run ahead before it waits: in
+	// messages per connection, or in messages in all for filtered runs
+	// (raw and alqd gates).
 	Window int `json:"window"`
+	// QueueLen is the goroutine contender's queue per connection.
+	QueueLen int `json:"queue_len"`
 	// RingSize is the raw ring capacity in messages, a power of two.
 	RingSize   int   `json:"ring_size"`
 	MaxPending int64 `json:"max_pending"` // nats-server max_pending, octets
@@ -26,9 +42,12 @@ type startArgs struct {
 	// NoQuery starts the alqd contender without Active Leasequery, for idle
 	// connections that send nothing.
 	NoQuery bool `json:"no_query"`
+	// CPUProfile is a file to write the child's CPU profile to, from start
+	// until the child exits; "" writes none.
+	CPUProfile string `json:"cpu_profile,omitempty"`
 }
 
-// startResult is where the clients connect.
+// startResult is the address and protocol of the started contender.
 type startResult struct {
 	Addr string `json:"addr"`
 	Kind string `json:"kind"` // connectArgs.Kind of its subscribers
@@ -60,6 +79,9 @@ type memPoint struct {
 
 // produceResult reports a publishing run.
 type produceResult struct {
+	// Error is why the run ended early, such as a contender that stopped
+	// taking messages; it is a result, not a failure of the harness.
+	Error     string     `json:"error,omitempty"`
 	Published int        `json:"published"`
 	Start     int64      `json:"start"` // Unix ns of the first publish
 	End       int64      `json:"end"`   // Unix ns after the last publish
@@ -143,14 +165,20 @@ func (a alqdFanout) Kind() string { return kindLQ }
 func (a alqdFanout) Publish(keys []uint32, stamps []int64) error {
 	return a.publish(keys, stamps)
 }
-func (a alqdFanout) Flush()                 {}
-func (a alqdFanout) Status() (int64, int64) { return a.connections() }
-func (a alqdFanout) Close()                 { a.close() }
+func (a alqdFanout) Flush() {}
+func (a alqdFanout) Status() (int64, int64) {
+	m := a.readMetrics()
+	return m.conns, m.slowClosed
+}
+func (a alqdFanout) Close() { a.close() }
 
 // startFanoutServer starts the server side of a contender.
 func startFanoutServer(args startArgs) (fanoutServer, error) {
 	if args.Contender == contenderAlqd {
-		a, err := newAlqdServer(alqdConfig{Active: !args.NoQuery, MaxConns: args.MaxConns, FrameSize: args.FrameSize})
+		a, err := newAlqdServer(alqdConfig{
+			Active: !args.NoQuery, MaxConns: args.MaxConns, FrameSize: args.FrameSize,
+			Gate: !args.Drop, Window: args.Window, Filtered: args.Filtered,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -174,7 +202,7 @@ func startFanoutServer(args startArgs) (fanoutServer, error) {
 		f.status = func() (int64, int64) { return s.subscribed.Load(), s.lapped.Load() }
 		f.close = s.close
 	case contenderGoroutine:
-		s, err := newGoServer(goConfig{Filtered: args.Filtered, Drop: args.Drop, QueueLen: args.Window})
+		s, err := newGoServer(goConfig{Filtered: args.Filtered, Drop: args.Drop, QueueLen: args.QueueLen})
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +228,8 @@ func startFanoutServer(args startArgs) (fanoutServer, error) {
 
 // serverChild is the state of a server child process.
 type serverChild struct {
-	srv fanoutServer
+	srv     fanoutServer
+	profile *os.File
 }
 
 func (s *serverChild) ops() map[string]childOp {
@@ -212,6 +241,10 @@ func (s *serverChild) ops() map[string]childOp {
 }
 
 func (s *serverChild) close() {
+	if s.profile != nil {
+		pprof.StopCPUProfile()
+		s.profile.Close()
+	}
 	if s.srv != nil {
 		s.srv.Close()
 	}
@@ -224,6 +257,17 @@ func (s *serverChild) start(raw json.RawMessage) (any, error) {
 	}
 	if s.srv != nil {
 		return nil, errors.New("a contender is already running in this child")
+	}
+	if args.CPUProfile != "" {
+		f, err := os.Create(args.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		s.profile = f
 	}
 	srv, err := startFanoutServer(args)
 	if err != nil {
@@ -263,7 +307,11 @@ func (s *serverChild) produce(raw json.RawMessage) (any, error) {
 	if args.Duration <= 0 || args.Duration > childLifetime {
 		return nil, fmt.Errorf("produce duration %v is not in (0, %v]", args.Duration, childLifetime)
 	}
-	return runProducer(s.srv, args)
+	res, err := runProducer(s.srv, args)
+	if err != nil {
+		res.Error = err.Error()
+	}
+	return res, nil
 }
 
 // runProducer publishes at args.Rate (or as fast as srv takes messages)
@@ -319,6 +367,7 @@ func runProducer(srv fanoutServer, args produceArgs) (produceResult, error) {
 			stamps = append(stamps, stamp)
 		}
 		if err := srv.Publish(keys, stamps); err != nil {
+			res.End = time.Now().UnixNano()
 			return res, err
 		}
 		res.Published += n

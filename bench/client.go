@@ -39,7 +39,8 @@ func recordLatency(h *hdrhistogram.Histogram, ns int64) {
 	h.RecordValue(us)
 }
 
-// connectArgs tells a client child what to connect to and how to behave.
+// connectArgs is the connect request of a client child: the server, the
+// number of connections and how they behave.
 type connectArgs struct {
 	// Kind is the protocol: kindLQ (ACTIVELEASEQUERY over TCP, for alqd and
 	// the raw and goroutine contenders), kindNATS (nats.go subscribers) or
@@ -60,8 +61,8 @@ type connectArgs struct {
 	StallEvery int `json:"stall_every"`
 	// Source is the local IPv4 address to connect from, "" for any.
 	Source string `json:"source"`
-	// DecodeEvery fully decodes every n-th message of a connection (at least
-	// 1); the others get their framing and message type checked.
+	// DecodeEvery fully decodes every n-th message the child receives (at
+	// least 1); the others get their framing and message type checked.
 	DecodeEvery int `json:"decode_every"`
 	// MaxConnecting bounds the connections being established at once.
 	MaxConnecting int `json:"max_connecting"`
@@ -89,10 +90,11 @@ type flowStats struct {
 	Closed   int   `json:"closed"`   // connections the server closed or reset
 }
 
-// clientStats is what a client child reports.
+// clientStats is the report of a client child.
 type clientStats struct {
 	Subscribed       int                    `json:"subscribed"`
-	Rejected         int                    `json:"rejected"` // subscriptions answered with an error status
+	Rejected         int                    `json:"rejected"`     // subscriptions the server rejected with an error status
+	ClosedEarly      int                    `json:"closed_early"` // connections the server closed before accepting the subscription
 	Healthy          flowStats              `json:"healthy"`
 	Stalled          flowStats              `json:"stalled"`
 	Decoded          int64                  `json:"decoded"`
@@ -107,6 +109,7 @@ type clientStats struct {
 func (s *clientStats) merge(o *clientStats) {
 	s.Subscribed += o.Subscribed
 	s.Rejected += o.Rejected
+	s.ClosedEarly += o.ClosedEarly
 	s.Healthy.add(o.Healthy)
 	s.Stalled.add(o.Stalled)
 	s.Decoded += o.Decoded
@@ -172,10 +175,11 @@ func (r *receiveStats) snapshot(reset bool) clientStats {
 	out.Latency = r.hist.Export()
 	if reset {
 		r.stats = clientStats{
-			Subscribed: r.stats.Subscribed,
-			Rejected:   r.stats.Rejected,
-			Healthy:    flowStats{Closed: r.stats.Healthy.Closed},
-			Stalled:    flowStats{Closed: r.stats.Stalled.Closed},
+			Subscribed:  r.stats.Subscribed,
+			Rejected:    r.stats.Rejected,
+			ClosedEarly: r.stats.ClosedEarly,
+			Healthy:     flowStats{Closed: r.stats.Healthy.Closed},
+			Stalled:     flowStats{Closed: r.stats.Stalled.Closed},
 		}
 		r.hist.Reset()
 	}
@@ -193,12 +197,11 @@ const (
 
 // lqConn is one client connection of the epoll client.
 type lqConn struct {
-	fd       int
-	index    int
-	state    uint8
-	stall    bool
-	carry    []byte // bytes of an incomplete frame
-	received int64  // messages since subscribing
+	fd    int
+	index int
+	state uint8
+	stall bool
+	carry []byte // bytes of an incomplete frame
 }
 
 // lqClient opens many ACTIVELEASEQUERY connections and reads them from one
@@ -309,10 +312,12 @@ func (c *lqClient) dial(i int) error {
 		}
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+
 	conn := &lqConn{fd: fd, index: i, stall: c.args.StallEvery > 0 && i%c.args.StallEvery == 0}
 	c.connMu.Lock()
 	c.conns[fd] = conn
 	c.connMu.Unlock()
+
 	err = unix.Connect(fd, &c.addr)
 	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
 		c.forget(fd)
@@ -494,14 +499,16 @@ func (c *lqClient) frames(conn *lqConn, data []byte, now int64) ([]byte, error) 
 			}
 			continue
 		}
-		conn.received++
 		flow.Messages++
 		flow.Bytes += int64(codec.FrameHeaderLen + size)
 		if st.FirstRecv == 0 {
 			st.FirstRecv = now
 		}
 		st.LastRecv = now
-		if conn.received%int64(c.args.DecodeEvery) != 0 {
+		// Sampling counts messages of the whole client, so that
+		// connections that get few messages (filtered runs) are sampled
+		// too.
+		if flow.Messages%int64(c.args.DecodeEvery) != 0 {
 			if t := codec.MsgType(msg[0]); t != codec.MsgLeasequeryData {
 				c.rs.decodeErrorLocked(fmt.Errorf("connection %d received a %v, want LEASEQUERY-DATA", conn.index, t))
 			}
@@ -558,6 +565,7 @@ func (c *lqClient) closeConnLocked(conn *lqConn, byServer bool) {
 	if conn.state == lqClosed {
 		return
 	}
+	subscribed := conn.state == lqLive || conn.state == lqStalled
 	conn.state = lqClosed
 	unix.EpollCtl(c.epfd, unix.EPOLL_CTL_DEL, conn.fd, nil)
 	unix.Close(conn.fd)
@@ -566,6 +574,8 @@ func (c *lqClient) closeConnLocked(conn *lqConn, byServer bool) {
 	c.connMu.Unlock()
 	switch {
 	case !byServer:
+	case !subscribed:
+		c.rs.stats.ClosedEarly++
 	case conn.stall:
 		c.rs.stats.Stalled.Closed++
 	default:

@@ -138,8 +138,9 @@ func sourceAddr(p, total int) string {
 	return fmt.Sprintf("127.0.0.%d", 2+p%250)
 }
 
-// waitSubscribed polls the clients until want connections are subscribed,
-// or until the count has not grown for 5 s, and returns the count.
+// waitSubscribed polls the clients until want connections are subscribed
+// or refused, or until that count has not grown for 5 s, and returns the
+// subscribed connections still open.
 func (f *fleet) waitSubscribed(ctx context.Context, want int) (int, error) {
 	best, since := -1, time.Now()
 	for {
@@ -148,11 +149,12 @@ func (f *fleet) waitSubscribed(ctx context.Context, want int) (int, error) {
 			return 0, err
 		}
 		held := s.Subscribed - s.Healthy.Closed - s.Stalled.Closed
-		if held >= want {
+		settled := s.Subscribed + s.Rejected + s.ClosedEarly
+		if settled >= want {
 			return held, nil
 		}
-		if held > best {
-			best, since = held, time.Now()
+		if settled > best {
+			best, since = settled, time.Now()
 		} else if time.Since(since) > 5*time.Second {
 			return held, nil
 		}

@@ -101,7 +101,7 @@ func TestContendersDeliverEverything(t *testing.T) {
 				}
 			}
 			srv := startTestServer(t, startArgs{
-				Contender: tt.contender, Filtered: tt.filtered, Window: 128, RingSize: 1 << 10,
+				Contender: tt.contender, Filtered: tt.filtered, Window: 128, QueueLen: 128, RingSize: 1 << 10,
 				MaxPending: 1 << 20, MaxConns: 100, FrameSize: 256,
 			})
 			c := connectTest(t, srv, conns, 0, tt.filtered)
@@ -136,13 +136,13 @@ func TestContendersDeliverEverything(t *testing.T) {
 
 func TestGoroutineDropsStalledSubscriber(t *testing.T) {
 	srv := startTestServer(t, startArgs{
-		Contender: contenderGoroutine, Drop: true, Window: 256, FrameSize: 16 << 10,
+		Contender: contenderGoroutine, Drop: true, QueueLen: 256, FrameSize: 16 << 10,
 	})
 	// Subscriber 0 stops reading after its subscription.
 	c := connectTest(t, srv, 2, 2, false)
-	// 2,000 frames of 16 KiB (32 MiB) to a reader that never reads outgrow
-	// its kernel socket buffers and its queue of 256, so the policy closes
-	// it; the reading one has half a second of queue to spare.
+	// 2,000 frames of 16 KiB (32 MiB) outgrow the kernel socket buffers and
+	// the queue of 256 of the reader that never reads, so the policy closes
+	// it. The reading one has half a second of queue to spare.
 	pr, err := runProducer(srv, produceArgs{Rate: 1000, Duration: 5 * time.Second, MaxCount: 2000, Batch: 8})
 	if err != nil {
 		t.Fatal(err)

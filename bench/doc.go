@@ -1,7 +1,7 @@
-// Package bench is alqd's end-to-end benchmark harness: it runs each
-// Active Leasequery fanout contender on loopback, puts the same load
-// through each, and reports ratios against anchors measured in the same
-// run, so that numbers from a shared or small machine still compare.
+// Package bench is alqd's end-to-end benchmark harness. It runs each
+// Active Leasequery fanout contender on loopback and puts the same load
+// through each. It reports ratios against anchors measured in the same run,
+// because absolute numbers from a shared or small machine do not compare.
 //
 // # Contenders
 //

@@ -20,6 +20,9 @@ type FanoutResult struct {
 	NotAvailable string
 	Subscribed   int
 	ConnectError string
+	// Note is why a run ended early, such as a contender that stopped
+	// taking messages.
+	Note string
 
 	// Saturation: as many messages as the contender takes for the
 	// saturation time, each to every matching subscriber.
@@ -34,8 +37,12 @@ type FanoutResult struct {
 	HealthyLost int // subscribers the server closed during the run
 
 	// Latency: an offered rate that every contender gets the same.
-	OfferedRate   float64 // messages per second
-	LatDelivered  float64 // fraction of the expected deliveries received
+	OfferedRate  float64 // messages per second
+	LatPublished float64 // messages per second the contender took
+	// LatDelivered is the fraction of the offered deliveries received: less
+	// than 1 when the contender took fewer messages than offered or lost
+	// some.
+	LatDelivered  float64
 	P50, P99, Max time.Duration
 }
 
@@ -49,12 +56,27 @@ func expectedDeliveries(published, subscribed int, filtered bool) int64 {
 	return int64(published) * int64(subscribed)
 }
 
-// fanoutWindow returns the window in messages that keeps the bytes a
-// contender may have queued for all connections near 256 MiB.
+// queueBudget bounds the octets a contender may have queued for all its
+// connections together in a gated run.
+const queueBudget = 256 << 20
+
+// fanoutWindow returns the window in messages per connection that keeps
+// the octets queued for all connections near queueBudget.
 func fanoutWindow(frameSize, conns int) int {
-	const budget = 256 << 20
-	return min(max(budget/(frameSize*max(conns, 1)), 64), 4096)
+	return min(max(queueBudget/(frameSize*max(conns, 1)), 64), 4096)
 }
+
+// filteredWindow returns the window in messages in all of a filtered run,
+// where each message is queued for one connection: queueBudget, within
+// half the raw ring.
+func filteredWindow(frameSize, ringSize int) int {
+	return min(queueBudget/frameSize, ringSize/2)
+}
+
+// saturationBatch is how many messages a saturation run publishes per
+// step: the alqd contender commits each step as one synced store Apply, so
+// small steps would measure the disk's sync rate instead of the fanout.
+const saturationBatch = 1024
 
 // natsMaxPending returns nats-server's max_pending per connection for a
 // run, so that all connections together stay near 4 GiB at worst.
@@ -71,15 +93,18 @@ func (r *runner) runFanout(ctx context.Context, c contender, conns, frameSize in
 		res.NotAvailable = notAvailableReason(err)
 		return res, nil
 	}
-	window := fanoutWindow(frameSize, conns)
+	const ringSize = 1 << 16
+	window, queueLen := fanoutWindow(frameSize, conns), fanoutWindow(frameSize, conns)
 	keys := 0
 	if filtered {
 		keys = conns
+		window = filteredWindow(frameSize, ringSize)
 	}
 	f, cr, err := startFleet(ctx, fleetArgs{
 		start: startArgs{
-			Contender: c.name, Filtered: filtered, Window: window, RingSize: 1 << 16,
+			Contender: c.name, Filtered: filtered, Window: window, QueueLen: queueLen, RingSize: ringSize,
 			MaxPending: natsMaxPending(conns), MaxConns: conns + 100, FrameSize: frameSize,
+			CPUProfile: profilePath(r.cfg.ProfileDir, scenarioOf(filtered, frameSize), c.name, conns),
 		},
 		conns: conns, filtered: filtered, perClient: r.scale.connsPerClient,
 		minClients: min(2, conns), decode: r.scale.decodeEvery,
@@ -104,13 +129,14 @@ func (r *runner) runFanout(ctx context.Context, c contender, conns, frameSize in
 		return res, fmt.Errorf("bench: %s: no connection of %d subscribed: %s", c.name, conns, cr.FirstError)
 	}
 
-	sat, err := r.measure(ctx, f, produceArgs{Duration: r.scale.satTime, Batch: 64, Keys: keys}, res.Subscribed, filtered)
+	sat, err := r.measure(ctx, f, produceArgs{Duration: r.scale.satTime, Batch: saturationBatch, Keys: keys}, res.Subscribed, filtered)
 	if err != nil {
 		return res, err
 	}
 	res.Published, res.Deliveries, res.Missing = sat.published, sat.deliveries, sat.missing
 	res.Delivered, res.ServerCPU, res.ClientCPU = sat.rate, sat.serverCPU, sat.clientCPU
 	res.MsgRate = sat.msgRate
+	res.Note = sat.note
 	if offered == 0 {
 		offered = sat.msgRate * r.scale.latFraction
 	}
@@ -120,8 +146,12 @@ func (r *runner) runFanout(ctx context.Context, c contender, conns, frameSize in
 			return res, err
 		}
 		res.OfferedRate = offered
+		res.LatPublished = lat.msgRate
 		res.LatDelivered = lat.fraction
 		res.P50, res.P99, res.Max = lat.p50, lat.p99, lat.max
+		if res.Note == "" && lat.note != "" {
+			res.Note = "latency run: " + lat.note
+		}
 	}
 	st, err := f.status(ctx, false)
 	if err != nil {
@@ -135,6 +165,14 @@ func (r *runner) runFanout(ctx context.Context, c contender, conns, frameSize in
 	res.HealthyLost = final.Healthy.Closed
 	r.checkDecode(c.name, final)
 	return res, nil
+}
+
+// scenarioOf names a fanout measurement for profile files.
+func scenarioOf(filtered bool, frameSize int) string {
+	if filtered {
+		return ScenarioFiltered
+	}
+	return fmt.Sprintf("%s%d", ScenarioFanout, frameSize)
 }
 
 // measurement is the outcome of one publishing run and its drain.
@@ -151,7 +189,7 @@ type measurement struct {
 	max        time.Duration
 	stalled    flowStats
 	mem        []memPoint
-	healthy    int // healthy subscribers still open
+	note       string // why the producer stopped early, "" when it did not
 }
 
 // measure runs one publishing run on f and waits for its deliveries to
@@ -169,8 +207,15 @@ func (r *runner) measure(ctx context.Context, f *fleet, args produceArgs, subscr
 	}
 	m.published = pr.Published
 	m.mem = pr.Mem
+	m.note = pr.Error
 
 	expected := expectedDeliveries(pr.Published, subscribed, filtered)
+	// A paced run is judged against what was offered, so that a contender
+	// that took fewer messages than offered does not look complete.
+	offered := expected
+	if args.Rate > 0 {
+		offered = max(offered, expectedDeliveries(int(args.Rate*args.Duration.Seconds()), subscribed, filtered))
+	}
 	var s clientStats
 	var last int64 = -1
 	lastChange := time.Now()
@@ -195,8 +240,8 @@ func (r *runner) measure(ctx context.Context, f *fleet, args produceArgs, subscr
 
 	m.deliveries = s.Healthy.Messages + s.Stalled.Messages
 	m.missing = max(expected-m.deliveries, 0)
-	if expected > 0 {
-		m.fraction = float64(m.deliveries) / float64(expected)
+	if offered > 0 {
+		m.fraction = float64(m.deliveries) / float64(offered)
 	}
 	if span := time.Duration(s.LastRecv - pr.Start); span > 0 && m.deliveries > 0 {
 		m.rate = float64(m.deliveries) / span.Seconds()

@@ -14,10 +14,17 @@ type IdleResult struct {
 	NotAvailable string
 	Opened       int // connections the clients opened
 	Held         int // connections the server held at the end
-	RSSPerConn   float64
-	HeapPerConn  float64 // Go heap objects plus goroutine stacks
-	RSSBefore    int64
-	RSSAfter     int64
+	// ClientHeld and ServerHeld are the two counts Held is the smaller of:
+	// subscribed connections the clients saw open, and the server's own
+	// count (-1 when it has none).
+	ClientHeld, ServerHeld int
+	// Refused counts connections the server closed or rejected before
+	// accepting them, such as those over its connection limit.
+	Refused     int
+	RSSPerConn  float64
+	HeapPerConn float64 // Go heap objects plus goroutine stacks
+	RSSBefore   int64
+	RSSAfter    int64
 }
 
 // idleScenario opens as many connections as one server process can hold
@@ -29,11 +36,11 @@ func (r *runner) idleScenario(ctx context.Context) error {
 		if res.NotAvailable != "" {
 			fmt.Fprintf(r.log, "%-10s idle not available: %s\n", c.name, res.NotAvailable)
 		} else {
-			fmt.Fprintf(r.log, "%-10s idle (%s) opened=%d held=%d rss/conn=%.0fB heap+stack/conn=%.0fB\n",
-				c.name, res.Mode, res.Opened, res.Held, res.RSSPerConn, res.HeapPerConn)
+			fmt.Fprintf(r.log, "%-10s idle (%s) opened=%d held=%d (clients %d, server %d) refused=%d rss/conn=%.0fB heap+stack/conn=%.0fB\n",
+				c.name, res.Mode, res.Opened, res.Held, res.ClientHeld, res.ServerHeld, res.Refused, res.RSSPerConn, res.HeapPerConn)
 		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+		if err := r.cellFailed(ctx, err, "idle %s", c.name); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -64,7 +71,7 @@ func (r *runner) runIdle(ctx context.Context, c contender) (res IdleResult, err 
 	}()
 	var st startResult
 	start := startArgs{
-		Contender: c.name, Window: 64, RingSize: 1 << 10, MaxPending: 64 << 20,
+		Contender: c.name, Window: 64, QueueLen: 64, RingSize: 1 << 10, MaxPending: 64 << 20,
 		MaxConns: r.scale.idleConns + 100, FrameSize: minFrameSize, NoQuery: noQuery,
 	}
 	if err := srv.call(ctx, "start", start, &st); err != nil {
@@ -85,6 +92,7 @@ func (r *runner) runIdle(ctx context.Context, c contender) (res IdleResult, err 
 		// idle nats.go client would, without 20,000 client goroutines.
 		kind = kindNATSRaw
 	}
+	began := time.Now()
 	procs := (r.scale.idleConns + r.scale.connsPerClient - 1) / r.scale.connsPerClient
 	for p := range procs {
 		cl, err := startChild("client")
@@ -103,10 +111,18 @@ func (r *runner) runIdle(ctx context.Context, c contender) (res IdleResult, err 
 			return res, err
 		}
 	}
+	connected := time.Since(began)
 	held, err := f.waitSubscribed(ctx, r.scale.idleConns)
 	if err != nil {
 		return res, err
 	}
+	fmt.Fprintf(r.log, "%-10s idle: %d connections made in %v, settled in %v\n", c.name, r.scale.idleConns,
+		connected.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	cs, err := f.clientStats(ctx, false)
+	if err != nil {
+		return res, err
+	}
+	res.Refused = cs.Rejected + cs.ClosedEarly
 	// Let the server finish what accepting left behind (deferred frees,
 	// connections it closes over a limit) before the second sample.
 	time.Sleep(time.Second)
@@ -114,6 +130,7 @@ func (r *runner) runIdle(ctx context.Context, c contender) (res IdleResult, err 
 	if err != nil {
 		return res, err
 	}
+	res.ClientHeld, res.ServerHeld = held, int(after.Subscribed)
 	if after.Subscribed >= 0 {
 		held = min(held, int(after.Subscribed))
 	}

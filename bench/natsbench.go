@@ -39,6 +39,10 @@ func natsSubject(key uint32) string {
 // of what the server has taken.
 const natsFlushEvery = 64
 
+// natsFlushTimeout ends a run whose publisher waits longer than this for a
+// round trip: the server is too busy to take more.
+const natsFlushTimeout = 5 * time.Second
+
 // natsServer is the nats contender's server side.
 type natsServer struct {
 	srv       *natsserver.Server
@@ -67,6 +71,9 @@ func newNatsServer(cfg natsConfig) (*natsServer, error) {
 		NoSigs:     true,
 		MaxConn:    cfg.MaxConns,
 		MaxPending: cfg.MaxPending,
+		// nats-server requires max_pending >= max_payload; a DHCPv6
+		// message fits in 64 KiB.
+		MaxPayload: 64 << 10,
 	}
 	srv, err := natsserver.NewServer(opts)
 	if err != nil {
@@ -117,8 +124,8 @@ func (s *natsServer) publish(key uint32, frame []byte) error {
 }
 
 func (s *natsServer) flush() error {
-	if err := s.pub.FlushTimeout(30 * time.Second); err != nil {
-		return fmt.Errorf("bench: nats flush: %w", err)
+	if err := s.pub.FlushTimeout(natsFlushTimeout); err != nil {
+		return fmt.Errorf("nats-server did not answer a PING within %v: %w", natsFlushTimeout, err)
 	}
 	return nil
 }
@@ -217,12 +224,10 @@ func (c *natsClient) open(i int, deadline time.Time) error {
 	if err != nil {
 		return fmt.Errorf("nats connect: %w", err)
 	}
-	var received atomic.Int64
 	dec := &probeDecoder{}
 	_, err = nc.Subscribe(subject, func(m *nats.Msg) {
 		now := time.Now().UnixNano()
-		n := received.Add(1)
-		c.msgs.Add(1)
+		n := c.msgs.Add(1)
 		c.bytes.Add(int64(len(m.Data) + codec.FrameHeaderLen))
 		c.first.CompareAndSwap(0, now)
 		c.last.Store(now)
@@ -261,6 +266,8 @@ func (c *natsClient) openRaw(subject string, deadline time.Time) error {
 		return err
 	}
 	conn.SetDeadline(deadline)
+
+	// INFO, then CONNECT and SUB, then a PING whose PONG confirms the SUB.
 	br := bufio.NewReaderSize(conn, 4096)
 	line, err := br.ReadString('\n')
 	if err == nil && !strings.HasPrefix(line, "INFO ") {
@@ -282,6 +289,7 @@ func (c *natsClient) openRaw(subject string, deadline time.Time) error {
 		conn.Close()
 		return fmt.Errorf("raw nats subscriber: %w", err)
 	}
+
 	conn.SetDeadline(time.Time{})
 	c.mu.Lock()
 	c.raw = append(c.raw, conn)

@@ -281,7 +281,7 @@ func (res *Results) throughputPlot() *Plot {
 
 // latencyPlot plots p99 latency at the offered rate against connections.
 func (res *Results) latencyPlot() *Plot {
-	return res.sweepPlot("Fanout: p99 latency at half the raw limit's message rate", "p99 ms",
+	return res.sweepPlot("Fanout: p99 latency at a tenth of the raw limit's message rate", "p99 ms",
 		func(f FanoutResult) float64 {
 			if f.P99 == 0 {
 				return math.NaN()

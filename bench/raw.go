@@ -18,8 +18,8 @@ import (
 // The raw contender is the limit the others are measured against: one
 // goroutine per core, each with its own epoll set, writing frames that the
 // producer encoded once into a shared ring. Per pass a loop concatenates
-// the new frames once and hands the same buffer to every connection at the
-// loop's position with one write(2); it does no per-message work per
+// the new frames once. It hands that buffer to every connection at the
+// loop's position with one write(2), so it does no per-message work per
 // connection. Filtered connections get their matching frames with one
 // writev(2) per pass.
 //
@@ -139,6 +139,7 @@ func newRawServer(cfg rawConfig) (*rawServer, error) {
 		gateWait:   make(chan struct{}, 1),
 		flushEvery: max(cfg.Window/2, 64),
 	}
+
 	lfd, port, err := listenLoopback()
 	if err != nil {
 		return nil, err
@@ -152,6 +153,7 @@ func newRawServer(cfg rawConfig) (*rawServer, error) {
 		}
 		s.loops = append(s.loops, l)
 	}
+
 	for _, l := range s.loops {
 		s.wg.Add(1)
 		go l.run()
@@ -229,9 +231,9 @@ func (s *rawServer) accept() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		// NOTE: TCP_NOTSENT_LOWAT keeps the kernel's unsent queue small, so a
+		// TCP_NOTSENT_LOWAT keeps the kernel's unsent queue small, so a
 		// stalled reader shows up as EAGAIN instead of megabytes in socket
-		// buffers; alqd sets the same option.
+		// buffers. alqd sets the same option.
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, 64<<10)
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		l := s.loops[s.next.Add(1)%uint64(len(s.loops))]
@@ -371,6 +373,8 @@ func (l *rawLoop) readConn(c *rawConn) bool {
 	if c.subscribed {
 		return true
 	}
+
+	// The first frame is the subscription; a REPLY accepts it.
 	c.in = append(c.in, l.scratch[:n]...)
 	if len(c.in) < codec.FrameHeaderLen {
 		return true
@@ -385,6 +389,7 @@ func (l *rawLoop) readConn(c *rawConn) bool {
 		return false
 	}
 	c.in = nil
+
 	reply := subscribeReply(xid, l.baseTime)
 	if n, err := unix.Write(c.fd, reply); err != nil || n != len(reply) {
 		l.closeConn(c)
@@ -466,9 +471,10 @@ func (l *rawLoop) passAll(end uint64) {
 	for p := l.pos; p < end; p++ {
 		m := l.srv.load(p)
 		if m == nil {
-			// Overwritten while this loop was behind (lapping runs only):
-			// skip to what the ring still holds; connections at older
-			// cursors are closed as lapped by sendFrom.
+			// The frame was overwritten while this loop was behind, which
+			// happens only without the gate. The pass ends here, and
+			// sendFrom closes the connections left at older cursors as
+			// lapped.
 			return
 		}
 		l.batch = append(l.batch, m.frame...)

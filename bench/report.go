@@ -90,7 +90,7 @@ func fanoutGoal(res *Results, conns int) Goal {
 		g.Measured = "the raw limit delivered nothing"
 	default:
 		ratio := alqd.Delivered / raw.Delivered
-		g.Measured = fmt.Sprintf("%.2fx (%s/s vs %s/s; alqd published %s changes/s)", ratio, si(alqd.Delivered), si(raw.Delivered), si(alqd.MsgRate))
+		g.Measured = fmt.Sprintf("%.3gx (%s/s vs %s/s; alqd took %s changes/s)", ratio, si(alqd.Delivered), si(raw.Delivered), si(alqd.MsgRate))
 		g.Status = passMiss(ratio >= 0.8)
 	}
 	return g
@@ -343,8 +343,10 @@ func (res *Results) markdownFanout(w func(string, ...any), imgDir string) {
 	w("contender takes messages; *vs raw* divides it by the raw limit's at the same count and size. CPU is\n")
 	w("per million deliveries: *server* is the server process (for nats-server it includes the nats.go\n")
 	w("publisher), *clients* the subscriber processes (nats.go clients are not the shared epoll client, so\n")
-	w("their CPU is not comparable). The latency columns come from a second run at the offered rate: half the\n")
-	w("raw limit's message rate at that count, the same for every contender.\n\n")
+	w("their CPU is not comparable). The latency columns come from a second run at the offered rate: a tenth\n")
+	w("of the raw limit's saturation message rate at that count, the same for every contender. *received* is\n")
+	w("the fraction of the offered deliveries that arrived, below 1 when a contender took fewer messages than\n")
+	w("offered.\n\n")
 	fanoutTable(w, res.Fanout)
 	if imgDir != "" {
 		w("\n![delivered messages per second by connection count](%s/fanout-throughput.png)\n", imgDir)
@@ -411,10 +413,13 @@ func (res *Results) markdownSlow(w func(string, ...any), imgDir string) {
 		return
 	}
 	w("### Slow consumers\n\n")
-	w("Two runs at the same offered rate: all subscribers reading, then every tenth one never reading\n")
-	w("after its subscription. The raw and goroutine contenders close a connection that falls a ring\n")
-	w("(16,384 messages) or a queue behind; nats-server closes one with 8 MiB pending; alqd applies its own\n")
-	w("policy. *rate* is deliveries per second per reading subscriber, *cost* the loss in the second run.\n\n")
+	w("Two runs at the same offered rate, half the contender's own saturation rate at that count: all\n")
+	w("subscribers reading, then every tenth one never reading after its subscription. The offered rate\n")
+	w("differs between contenders, so compare each one's two runs. The raw and goroutine contenders close a\n")
+	w("connection that falls a ring (16,384 messages) or a queue behind. nats-server closes one with 8 MiB\n")
+	w("pending, and alqd applies its own policy (a blocked connection keeps only its cursor and is closed\n")
+	w("after ACTIVE_LQ_SEND_TIMEOUT). *rate* is deliveries per second per reading subscriber, *cost* the\n")
+	w("loss in the second run.\n\n")
 	w("| contender | connections | stalled | offered msg/s | rate | rate with stalled | cost | p99 | p99 with stalled | closed by policy | reading ones closed | peak RSS |\n")
 	w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range res.Slow {

@@ -41,6 +41,11 @@ type Config struct {
 
 	// Command is the command line to record in the report.
 	Command string
+
+	// ProfileDir, when set, receives a CPU profile of the server child of
+	// every fanout, filtered and slow-consumer measurement, named
+	// <scenario>-<contender>-<connections>.cpu.pprof.
+	ProfileDir string
 }
 
 // Validate reports an unknown scenario or contender name.
@@ -73,13 +78,13 @@ type scale struct {
 	sizeConns      int
 	satTime        time.Duration // saturation run
 	latTime        time.Duration // latency run
-	latFraction    float64       // latency offered rate, as a fraction of the raw limit's message rate
+	latFraction    float64       // latency offered rate, as a fraction of the raw limit's saturation message rate
 	filteredConns  []int
 	idleConns      int
 	slowConns      int
 	slowStallEvery int
 	slowTime       time.Duration
-	slowFraction   float64
+	slowFraction   float64 // slow-consumer offered rate, as a fraction of the contender's own saturation message rate
 	bulkBindings   int
 	catchUp        int
 	ingestTime     time.Duration
@@ -95,13 +100,13 @@ var fullScale = scale{
 	sizeConns:      1000,
 	satTime:        3 * time.Second,
 	latTime:        3 * time.Second,
-	latFraction:    0.5,
+	latFraction:    0.1,
 	filteredConns:  []int{1000, 19000},
 	idleConns:      19800,
 	slowConns:      1000,
 	slowStallEvery: 10,
 	slowTime:       12 * time.Second,
-	slowFraction:   0.3,
+	slowFraction:   0.5,
 	bulkBindings:   1_000_000,
 	catchUp:        500_000,
 	ingestTime:     4 * time.Second,
@@ -116,13 +121,13 @@ var shortScale = scale{
 	sizeConns:      200,
 	satTime:        500 * time.Millisecond,
 	latTime:        500 * time.Millisecond,
-	latFraction:    0.5,
+	latFraction:    0.1,
 	filteredConns:  []int{200},
 	idleConns:      300,
 	slowConns:      100,
 	slowStallEvery: 10,
 	slowTime:       2 * time.Second,
-	slowFraction:   0.3,
+	slowFraction:   0.5,
 	bulkBindings:   20_000,
 	catchUp:        10_000,
 	ingestTime:     time.Second,
@@ -246,8 +251,8 @@ func (r *runner) fanoutScenario(ctx context.Context) error {
 			res, err := r.runFanout(ctx, c, cl.conns, cl.size, false, offered)
 			r.res.Fanout = append(r.res.Fanout, res)
 			r.printFanout(res)
-			if err != nil {
-				return fmt.Errorf("%s at %d connections: %w", c.name, cl.conns, err)
+			if err := r.cellFailed(ctx, err, "fanout %s at %d connections", c.name, cl.conns); err != nil {
+				return err
 			}
 		}
 	}
@@ -277,12 +282,24 @@ func (r *runner) filteredScenario(ctx context.Context) error {
 			res, err := r.runFanout(ctx, c, n, minFrameSize, true, offered)
 			r.res.Filtered = append(r.res.Filtered, res)
 			r.printFanout(res)
-			if err != nil {
-				return fmt.Errorf("%s filtered at %d connections: %w", c.name, n, err)
+			if err := r.cellFailed(ctx, err, "filtered %s at %d connections", c.name, n); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+// cellFailed records the failure of one measurement, so that the others
+// still run, and returns an error only when the run is being stopped.
+func (r *runner) cellFailed(ctx context.Context, err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	msg := fmt.Sprintf(format, args...)
+	r.failures = append(r.failures, fmt.Sprintf("%s: %v", msg, err))
+	fmt.Fprintf(r.log, "%s failed: %v\n", msg, err)
+	return ctx.Err()
 }
 
 func (r *runner) printFanout(f FanoutResult) {
@@ -294,9 +311,9 @@ func (r *runner) printFanout(f FanoutResult) {
 		fmt.Fprintf(r.log, "%-10s %-8s conns=%-6d size=%-4d not available: %s\n", f.Contender, mode, f.Conns, f.FrameSize, f.NotAvailable)
 		return
 	}
-	fmt.Fprintf(r.log, "%-10s %-8s conns=%-6d size=%-4d subscribed=%-6d delivered=%s/s msgs=%s/s server=%.2fs/M client=%.2fs/M missing=%d offered=%s/s got=%.3f p50=%v p99=%v\n",
+	fmt.Fprintf(r.log, "%-10s %-8s conns=%-6d size=%-4d subscribed=%-6d delivered=%s/s msgs=%s/s server=%.2fs/M client=%.2fs/M missing=%d offered=%s/s got=%.3f p50=%v p99=%v %s\n",
 		f.Contender, mode, f.Conns, f.FrameSize, f.Subscribed, si(f.Delivered), si(f.MsgRate), f.ServerCPU, f.ClientCPU,
-		f.Missing, si(f.OfferedRate), f.LatDelivered, f.P50, f.P99)
+		f.Missing, si(f.OfferedRate), f.LatDelivered, f.P50, f.P99, f.Note)
 }
 
 // si formats v with an SI prefix, three significant digits.

@@ -90,8 +90,10 @@ func TestRunShortFanout(t *testing.T) {
 		if f.Deliveries != expectedDeliveries(f.Published, f.Conns, false) || f.Missing != 0 {
 			t.Errorf("%s at %d: %d deliveries for %d published, %d missing", f.Contender, f.Conns, f.Deliveries, f.Published, f.Missing)
 		}
-		if f.LatDelivered != 1 {
-			t.Errorf("%s at %d: latency run received %.3f of its deliveries", f.Contender, f.Conns, f.LatDelivered)
+		// How much of the offered rate a contender takes depends on the
+		// machine; that the latency run delivered at all does not.
+		if f.LatDelivered <= 0 || f.P99 <= 0 {
+			t.Errorf("%s at %d: latency run received %.3f of the offered deliveries, p99 %v", f.Contender, f.Conns, f.LatDelivered, f.P99)
 		}
 	}
 	md := res.Markdown("")

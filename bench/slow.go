@@ -42,15 +42,18 @@ func (s *SlowResult) Cost() float64 {
 // every subscriber reading, then with every StallEvery-th one never reading
 // after its subscription. The raw and goroutine contenders use their
 // slow-consumer policy (close a connection that falls a ring or a queue
-// behind) instead of holding the producer back.
+// behind) instead of holding the producer back. Each contender gets
+// slowFraction of its own saturation rate from the fanout sweep, a rate it
+// sustains, so that what changes between the two runs is the stalled
+// subscribers alone.
 func (r *runner) slowScenario(ctx context.Context) error {
-	offered := r.offeredRate(r.res.Fanout, r.scale.slowConns, minFrameSize, r.scale.slowFraction)
-	if offered == 0 {
-		// The fanout sweep did not run at this count: a rate every
-		// contender sustains on small machines.
-		offered = 2000
-	}
 	for _, c := range r.contenders() {
+		// Without the sweep at this count: a rate every contender
+		// sustains on small machines.
+		offered := 500.0
+		if f, ok := findFanout(r.res.Fanout, c.name, r.scale.slowConns); ok && f.MsgRate > 0 {
+			offered = f.MsgRate * r.scale.slowFraction
+		}
 		res, err := r.runSlow(ctx, c, offered)
 		r.res.Slow = append(r.res.Slow, res)
 		if res.NotAvailable != "" {
@@ -60,8 +63,8 @@ func (r *runner) slowScenario(ctx context.Context) error {
 				c.name, res.Conns, res.Stalled, si(res.OfferedRate), res.BaseRate, res.StallRate, 100*res.Cost(),
 				res.BaseP99, res.StallP99, res.SlowClosed, res.HealthyLost)
 		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+		if err := r.cellFailed(ctx, err, "slow %s", c.name); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -107,7 +110,9 @@ func (r *runner) slowRun(ctx context.Context, c contender, offered float64, stal
 	conns := r.scale.slowConns
 	f, _, err := startFleet(ctx, fleetArgs{
 		start: startArgs{
-			Contender: c.name, Drop: true, Window: fanoutWindow(minFrameSize, conns), RingSize: 1 << 14,
+			Contender: c.name, Drop: true, Window: fanoutWindow(minFrameSize, conns),
+			QueueLen: fanoutWindow(minFrameSize, conns), RingSize: 1 << 14,
+			CPUProfile: profilePath(r.cfg.ProfileDir, fmt.Sprintf("%s%d", ScenarioSlow, stallEvery), c.name, conns),
 			MaxPending: 8 << 20, MaxConns: conns + 100, FrameSize: minFrameSize,
 		},
 		conns: conns, stallEvery: stallEvery, perClient: r.scale.connsPerClient,
@@ -121,6 +126,7 @@ func (r *runner) slowRun(ctx context.Context, c contender, offered float64, stal
 			err = cerr
 		}
 	}()
+
 	subscribed, err := f.waitSubscribed(ctx, conns)
 	if err != nil {
 		return m, 0, 0, err

@@ -1,9 +1,9 @@
 // Command alqd-bench is the end-to-end benchmark harness of alqd. It starts
 // each fanout contender (alqd, a raw epoll writer, nats-server and a
-// goroutine-per-connection server) on loopback in its own process, puts
-// the same load through each from separate client processes, measures
-// idle memory, slow consumers, ingest, bulk dump and catch-up, and prints
-// ratios against anchors measured in the same run.
+// goroutine-per-connection server) on loopback in its own process. Separate
+// client processes put the same load through each. It also measures idle
+// memory, slow consumers, ingest, bulk dump and catch-up, and prints ratios
+// against anchors measured in the same run.
 //
 // Usage:
 //
@@ -47,6 +47,7 @@ func run() int {
 		img        = flag.String("img", "", "directory for the PNG plots (linked from -doc relative to its directory)")
 		jsonOut    = flag.String("json", "", "file to write the raw results to as JSON")
 		timeout    = flag.Duration("timeout", 25*time.Minute, "stop the run after this long")
+		profiles   = flag.String("cpuprofile", "", "directory for a CPU profile of the server process of every fanout, filtered and slow measurement")
 		allowShort = flag.Bool("write-short", false, "allow -doc and -img with -short (smoke numbers are not comparable)")
 	)
 	flag.Parse()
@@ -74,6 +75,13 @@ func run() int {
 		Contenders: splitList(*names),
 		Log:        os.Stdout,
 		Command:    "alqd-bench " + strings.Join(os.Args[1:], " "),
+		ProfileDir: *profiles,
+	}
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "alqd-bench: -cpuprofile: %v\n", err)
+			return 2
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "alqd-bench: %v\n", err)
