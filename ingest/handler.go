@@ -44,6 +44,20 @@ type HandlerStats struct {
 	Records          uint64 // records committed by those requests
 	RejectedRequests uint64 // requests that got a 4xx status
 	FailedRequests   uint64 // requests whose Apply failed (503)
+
+	// RejectedByStatus splits RejectedRequests by status code. It has a
+	// key for every 4xx status the handler sends (400, 404, 405, 413 and
+	// 415), also when its count is 0. Each Stats call returns a new map.
+	RejectedByStatus map[int]uint64
+}
+
+// rejectStatuses lists the 4xx status codes a Handler sends.
+var rejectStatuses = [...]int{
+	http.StatusBadRequest,
+	http.StatusNotFound,
+	http.StatusMethodNotAllowed,
+	http.StatusRequestEntityTooLarge,
+	http.StatusUnsupportedMediaType,
 }
 
 // Handler serves POST /v1/bindings: a body of NDJSON binding records
@@ -58,6 +72,7 @@ type Handler struct {
 	log      *slog.Logger
 
 	requests, records, rejected, failed atomic.Uint64
+	rejectedBy                          [len(rejectStatuses)]atomic.Uint64
 }
 
 // NewHandler returns a handler that commits to a.
@@ -80,12 +95,17 @@ func NewHandler(a Applier, cfg HandlerConfig) (*Handler, error) {
 
 // Stats returns the handler's counters. Safe for concurrent use.
 func (h *Handler) Stats() HandlerStats {
-	return HandlerStats{
+	st := HandlerStats{
 		Requests:         h.requests.Load(),
 		Records:          h.records.Load(),
 		RejectedRequests: h.rejected.Load(),
 		FailedRequests:   h.failed.Load(),
+		RejectedByStatus: make(map[int]uint64, len(rejectStatuses)),
 	}
+	for i, code := range rejectStatuses {
+		st.RejectedByStatus[code] = h.rejectedBy[i].Load()
+	}
+	return st
 }
 
 // errorBody is the JSON body of every answer other than 200.
@@ -200,6 +220,11 @@ func decodeRecords(body []byte) ([]store.Binding, error) {
 
 func (h *Handler) reject(w http.ResponseWriter, status int, body errorBody) {
 	h.rejected.Add(1)
+	for i, code := range rejectStatuses {
+		if code == status {
+			h.rejectedBy[i].Add(1)
+		}
+	}
 	writeJSON(w, status, body)
 }
 

@@ -106,21 +106,25 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 			return err
 		}
 	}
+	var handler *ingest.Handler
 	if o.ingestAddr != "" {
-		h, err := ingest.NewHandler(st, ingest.HandlerConfig{Logger: log.With("component", "ingest")})
-		if err != nil {
+		if handler, err = ingest.NewHandler(st, ingest.HandlerConfig{Logger: log.With("component", "ingest")}); err != nil {
 			return err
 		}
 		mux := http.NewServeMux()
-		mux.Handle(ingest.BindingsPath, h)
+		mux.Handle(ingest.BindingsPath, handler)
 		if err := startHTTP(sideCtx, &side, sideErr, log, "ingest", o.ingestAddr, mux); err != nil {
 			return err
 		}
 	}
+	var follower *ingest.Follower
 	if o.keaLeaseFile != "" {
-		if err := startFollower(sideCtx, &side, sideErr, o, st, log); err != nil {
+		if follower, err = startFollower(sideCtx, &side, sideErr, o, st, log); err != nil {
 			return err
 		}
+	}
+	if err := reg.Register(newIngestCollector(handler, follower)); err != nil {
+		return fmt.Errorf("registering the ingest metrics: %w", err)
 	}
 
 	hup := make(chan os.Signal, 1)
@@ -202,7 +206,7 @@ func metricsMux(reg *prometheus.Registry) *http.ServeMux {
 // stored and Kea deleted while alqd was down are ended after a full load;
 // bindings from the ingest API are never touched by that, so the flag set
 // may change between restarts without losing any.
-func startFollower(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, o *options, st *store.Store, log *slog.Logger) error {
+func startFollower(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, o *options, st *store.Store, log *slog.Logger) (*ingest.Follower, error) {
 	cfg := ingest.FollowerConfig{
 		Path:         o.keaLeaseFile,
 		ListBindings: ingest.StoreBindings(st),
@@ -210,7 +214,7 @@ func startFollower(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, o
 	}
 	f, err := ingest.NewFollower(st, cfg)
 	if err != nil {
-		return fmt.Errorf("Kea lease file follower: %w", err)
+		return nil, fmt.Errorf("Kea lease file follower: %w", err)
 	}
 	wg.Add(1)
 	go func() {
@@ -219,5 +223,5 @@ func startFollower(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, o
 			errs <- fmt.Errorf("Kea lease file follower: %w", err)
 		}
 	}()
-	return nil
+	return f, nil
 }
