@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type options struct {
 	metricsAddr     string
 	ingestAddr      string
 	keaLeaseFile    string
+	keaSubnetLinks  map[uint32]netip.Addr
 	retention       time.Duration
 	blockCacheSize  int64
 	shutdownTimeout time.Duration
@@ -98,6 +100,7 @@ func (o *options) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: json or text")
 	fs.StringVar(&o.ingestAddr, "ingest-listen", "", "HTTP `address` of the binding ingest API (POST /v1/bindings); empty disables it")
 	fs.StringVar(&o.keaLeaseFile, "kea-lease-file", "", "Kea memfile lease `file` to follow; empty disables the follower")
+	fs.Var(subnetLinkMap{&o.keaSubnetLinks}, "kea-subnet-link", "link-address given to direct (not relayed) clients of a Kea subnet, as `ID=ADDRESS` with the Kea subnet-id; repeatable or comma-separated")
 	fs.DurationVar(&o.retention, "retention", 0, "how long released and expired bindings stay in the history (`duration`); 0 means the store default, 24h")
 	fs.Int64Var(&o.blockCacheSize, "block-cache-size", 0, "store block cache in `octets`; 0 means the store default, 64 MiB")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for running queries to end (`duration`)")
@@ -127,17 +130,35 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 		if onCommandLine[name] {
 			continue
 		}
-		items, ok := v.([]any)
-		if !ok {
-			items = []any{v}
-		}
-		for _, item := range items {
+		for _, item := range configItems(v) {
 			if err := fs.Set(name, jsonScalar(item)); err != nil {
 				return fmt.Errorf("config file %s: key %q: %w", path, name, err)
 			}
 		}
 	}
 	return nil
+}
+
+// configItems returns the flag values of one config file key: each element
+// of an array, each member of an object as "name=value" in name order, or
+// the value itself.
+func configItems(v any) []any {
+	switch x := v.(type) {
+	case []any:
+		return x
+	case map[string]any:
+		names := make([]string, 0, len(x))
+		for name := range x {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		items := make([]any, len(names))
+		for i, name := range names {
+			items[i] = name + "=" + jsonScalar(x[name])
+		}
+		return items
+	}
+	return []any{v}
 }
 
 // jsonScalar formats a decoded JSON value the way it would be typed on the
@@ -184,6 +205,55 @@ func (p prefixList) Set(s string) error {
 			pfx = netip.PrefixFrom(addr, addr.BitLen())
 		}
 		*p.list = append(*p.list, pfx.Masked())
+	}
+	return nil
+}
+
+// subnetLinkMap is a repeatable, comma-separated list of ID=ADDRESS pairs
+// mapping Kea subnet-ids to link-addresses.
+type subnetLinkMap struct{ m *map[uint32]netip.Addr }
+
+func (l subnetLinkMap) String() string {
+	if l.m == nil {
+		return ""
+	}
+	ids := make([]uint32, 0, len(*l.m))
+	for id := range *l.m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = strconv.FormatUint(uint64(id), 10) + "=" + (*l.m)[id].String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l subnetLinkMap) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		idText, addrText, ok := strings.Cut(part, "=")
+		if !ok {
+			return fmt.Errorf("%q is not ID=ADDRESS, such as 1=2001:db8:1::1", part)
+		}
+		id, err := strconv.ParseUint(strings.TrimSpace(idText), 10, 32)
+		if err != nil {
+			return fmt.Errorf("subnet-id %q in %q is not a number from 0 to 4294967295", idText, part)
+		}
+		addr, err := netip.ParseAddr(strings.TrimSpace(addrText))
+		if err != nil || !addr.Is6() || addr.Is4In6() || addr.Zone() != "" || addr.IsUnspecified() || addr.IsMulticast() {
+			return fmt.Errorf("link-address %q in %q is not a unicast IPv6 address without zone", addrText, part)
+		}
+		if *l.m == nil {
+			*l.m = make(map[uint32]netip.Addr)
+		}
+		if prev, dup := (*l.m)[uint32(id)]; dup && prev != addr {
+			return fmt.Errorf("subnet-id %d has two link-addresses, %s and %s", id, prev, addr)
+		}
+		(*l.m)[uint32(id)] = addr
 	}
 	return nil
 }

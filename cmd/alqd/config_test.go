@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"io"
+	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/alqd/alqd/codec"
+	"github.com/alqd/alqd/ingest"
 )
 
 func TestParseOptionsFlags(t *testing.T) {
@@ -86,3 +90,111 @@ func TestParseOptionsErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestParseOptionsKeaSubnetLinks(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	link1, link2 := netip.MustParseAddr("2001:db8:1::1"), netip.MustParseAddr("2001:db8:2::1")
+	tests := []struct {
+		name string
+		args []string
+		want map[uint32]netip.Addr
+	}{
+		{"none", []string{"--data-dir", "/d"}, nil},
+		{"repeated flag", []string{"--data-dir", "/d", "--kea-subnet-link", "1=2001:db8:1::1", "--kea-subnet-link", "2=2001:db8:2::1"},
+			map[uint32]netip.Addr{1: link1, 2: link2}},
+		{"comma-separated", []string{"--data-dir", "/d", "--kea-subnet-link", "1=2001:db8:1::1, 2=2001:db8:2::1"},
+			map[uint32]netip.Addr{1: link1, 2: link2}},
+		{"config file array", []string{"--config", writeConfig("array.json", `{"data-dir": "/d", "kea-subnet-link": ["1=2001:db8:1::1", "2=2001:db8:2::1"]}`)},
+			map[uint32]netip.Addr{1: link1, 2: link2}},
+		{"config file object", []string{"--config", writeConfig("object.json", `{"data-dir": "/d", "kea-subnet-link": {"1": "2001:db8:1::1", "2": "2001:db8:2::1"}}`)},
+			map[uint32]netip.Addr{1: link1, 2: link2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseOptions(tt.args, io.Discard)
+			if err != nil {
+				t.Fatalf("parseOptions: %v", err)
+			}
+			if !maps.Equal(o.keaSubnetLinks, tt.want) {
+				t.Errorf("kea subnet links = %v, want %v", o.keaSubnetLinks, tt.want)
+			}
+			if got := followerConfig(o, nil, discardLogger()).SubnetLinks; !maps.Equal(got, tt.want) {
+				t.Errorf("FollowerConfig.SubnetLinks = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseOptionsKeaSubnetLinkErrors(t *testing.T) {
+	for _, value := range []string{
+		"2001:db8:1::1",                   // no subnet-id
+		"x=2001:db8:1::1",                 // subnet-id not a number
+		"4294967296=2001:db8:1::1",        // subnet-id over 32 bits
+		"1=192.0.2.1",                     // IPv4
+		"1=::ffff:192.0.2.1",              // IPv4-mapped
+		"1=fe80::1%eth0",                  // zone
+		"1=::",                            // unspecified
+		"1=ff02::1",                       // multicast
+		"1=2001:db8:1::1,1=2001:db8:2::1", // one subnet, two links
+	} {
+		t.Run(value, func(t *testing.T) {
+			if _, err := parseOptions([]string{"--data-dir", "/d", "--kea-subnet-link", value}, io.Discard); err == nil {
+				t.Errorf("--kea-subnet-link %q accepted, want an error", value)
+			}
+		})
+	}
+}
+
+// TestFollowerUsesSubnetLinks runs the follower alqd configures on a lease
+// file with a direct client of Kea subnet 1: the binding gets the link of
+// --kea-subnet-link.
+func TestFollowerUsesSubnetLinks(t *testing.T) {
+	const header = "address,duid,valid_lifetime,expire,subnet_id,pref_lifetime,lease_type,iaid,prefix_len,fqdn_fwd,fqdn_rev,hostname,hwaddr,state,user_context,hwtype,hwaddr_source"
+	const direct = "2001:db8:1::1000,00:01:00:01:32:a5:cf:39,30,1796412119,1,20,0,1,128,0,0,,00:0c:01:02:03:04,0,,1,2"
+	path := filepath.Join(t.TempDir(), "leases6.csv")
+	if err := os.WriteFile(path, []byte(header+"\n"+direct+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseOptions([]string{"--data-dir", "/d", "--kea-lease-file", path, "--kea-subnet-link", "1=2001:db8:1::1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := followerConfig(o, nil, discardLogger())
+	cfg.ListBindings = nil // no store to reconcile with
+	cfg.DisableInotify = true
+	cfg.PollInterval = 5 * time.Millisecond
+	st := &memoryStore{}
+	f, err := ingest.NewFollower(st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for len(st.bindings()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no binding applied after 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := st.bindings()[0].LinkAddress; got != netip.MustParseAddr("2001:db8:1::1") {
+		t.Errorf("link-address of the direct client = %v, want 2001:db8:1::1", got)
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

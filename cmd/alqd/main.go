@@ -207,12 +207,7 @@ func metricsMux(reg *prometheus.Registry) *http.ServeMux {
 // bindings from the ingest API are never touched by that, so the flag set
 // may change between restarts without losing any.
 func startFollower(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, o *options, st *store.Store, log *slog.Logger) (*ingest.Follower, error) {
-	cfg := ingest.FollowerConfig{
-		Path:         o.keaLeaseFile,
-		ListBindings: ingest.StoreBindings(st),
-		Logger:       log.With("component", "kea-follower"),
-	}
-	f, err := ingest.NewFollower(st, cfg)
+	f, err := ingest.NewFollower(st, followerConfig(o, st, log))
 	if err != nil {
 		return nil, fmt.Errorf("Kea lease file follower: %w", err)
 	}
@@ -224,4 +219,14 @@ func startFollower(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, o
 		}
 	}()
 	return f, nil
+}
+
+// followerConfig is the configuration of the Kea lease file follower.
+func followerConfig(o *options, st *store.Store, log *slog.Logger) ingest.FollowerConfig {
+	return ingest.FollowerConfig{
+		Path:         o.keaLeaseFile,
+		SubnetLinks:  o.keaSubnetLinks,
+		ListBindings: ingest.StoreBindings(st),
+		Logger:       log.With("component", "kea-follower"),
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,12 +20,12 @@ import (
 	"github.com/alqd/alqd/store"
 )
 
-// memoryStore is an ingest.Store that keeps the metadata and counts the
-// changes.
+// memoryStore is an ingest.Store that keeps the metadata and every change.
 type memoryStore struct {
 	mu      sync.Mutex
 	meta    map[string][]byte
 	changes int
+	applied []store.Binding
 }
 
 func (s *memoryStore) Apply(_ context.Context, changes []store.Binding, meta map[string][]byte) (uint64, error) {
@@ -37,7 +38,14 @@ func (s *memoryStore) Apply(_ context.Context, changes []store.Binding, meta map
 		s.meta[k] = bytes.Clone(v)
 	}
 	s.changes += len(changes)
+	s.applied = append(s.applied, changes...)
 	return uint64(s.changes), nil
+}
+
+func (s *memoryStore) bindings() []store.Binding {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.applied)
 }
 
 func (s *memoryStore) Meta(key string) ([]byte, error) {
