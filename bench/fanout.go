@@ -73,9 +73,10 @@ func filteredWindow(frameSize, ringSize int) int {
 	return min(queueBudget/frameSize, ringSize/2)
 }
 
-// saturationBatch is how many messages a saturation run publishes per
-// step: the alqd contender commits each step as one synced store Apply, so
-// small steps would measure the disk's sync rate instead of the fanout.
+// saturationBatch is the most messages a run publishes per step (a paced
+// run publishes what is due): the alqd contender commits each step as one
+// synced store Apply, so small steps would measure the disk's sync rate
+// instead of the fanout.
 const saturationBatch = 1024
 
 // natsMaxPending returns nats-server's max_pending per connection for a
@@ -141,7 +142,7 @@ func (r *runner) runFanout(ctx context.Context, c contender, conns, frameSize in
 		offered = sat.msgRate * r.scale.latFraction
 	}
 	if offered > 0 {
-		lat, err := r.measure(ctx, f, produceArgs{Rate: offered, Duration: r.scale.latTime, Batch: 64, Keys: keys}, res.Subscribed, filtered)
+		lat, err := r.measure(ctx, f, produceArgs{Rate: offered, Duration: r.scale.latTime, Batch: saturationBatch, Keys: keys}, res.Subscribed, filtered)
 		if err != nil {
 			return res, err
 		}

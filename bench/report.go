@@ -340,13 +340,15 @@ func (res *Results) markdownFanout(w func(string, ...any), imgDir string) {
 	w("### Fanout to every subscriber\n\n")
 	w("Each message goes to every connection. *delivered* counts messages received by all subscribers\n")
 	w("per second, from the first publish to the last receipt, when the producer publishes as fast as the\n")
-	w("contender takes messages; *vs raw* divides it by the raw limit's at the same count and size. CPU is\n")
-	w("per million deliveries: *server* is the server process (for nats-server it includes the nats.go\n")
-	w("publisher), *clients* the subscriber processes (nats.go clients are not the shared epoll client, so\n")
-	w("their CPU is not comparable). The latency columns come from a second run at the offered rate: a tenth\n")
-	w("of the raw limit's saturation message rate at that count, the same for every contender. *received* is\n")
-	w("the fraction of the offered deliveries that arrived, below 1 when a contender took fewer messages than\n")
-	w("offered.\n\n")
+	w("contender takes messages; *vs raw* divides it by the raw limit's at the same count and size.\n")
+	w("*taken* is the messages per second the producer published in that run: for alqd, the rate of durable\n")
+	w("binding changes at which its fanout saturates. CPU is per million deliveries: *server* is the server\n")
+	w("process, which for alqd includes committing every change to the store and for nats-server the\n")
+	w("nats.go publisher. *clients* are the subscriber processes (nats.go clients are not the shared epoll\n")
+	w("client, so their CPU is not comparable). The latency columns come from a second run at the offered\n")
+	w("rate: a tenth of the raw limit's saturation message rate at that count, the same for every\n")
+	w("contender. *received* is the fraction of the offered deliveries that arrived, below 1 when a\n")
+	w("contender took fewer messages than offered.\n\n")
 	fanoutTable(w, res.Fanout)
 	if imgDir != "" {
 		w("\n![delivered messages per second by connection count](%s/fanout-throughput.png)\n", imgDir)
@@ -362,19 +364,28 @@ func (res *Results) markdownFiltered(w func(string, ...any)) {
 	w("### Filtered fanout\n\n")
 	w("Every connection subscribes with QUERY_BY_RELAY_ID for its own relay-id (a subject of its own for\n")
 	w("nats), and each message matches exactly one connection, round-robin. Cost that follows matches\n")
-	w("keeps the server CPU per delivery flat as connections grow.\n\n")
+	w("keeps the server CPU per delivery flat as connections grow. With one delivery per change, alqd's\n")
+	w("server CPU includes the durable store commit of each change, a large share with one delivery per change.\n\n")
 	fanoutTable(w, res.Filtered)
 	w("\n")
 }
 
 // fanoutTable writes one row per result, ratios against the raw limit.
 func fanoutTable(w func(string, ...any), results []FanoutResult) {
-	w("| connections | frame | contender | subscribed | delivered/s | vs raw | server CPU s/M | clients CPU s/M | missing | offered msg/s | received | p50 | p99 |\n")
-	w("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	w("| connections | frame | contender | subscribed | delivered/s | vs raw | taken msg/s | server CPU s/M | clients CPU s/M | missing | offered msg/s | received | p50 | p99 |\n")
+	w("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var notes []string
 	for _, f := range results {
 		if f.NotAvailable != "" {
-			w("| %d | %d | %s | not available | | | | | | | | | |\n", f.Conns, f.FrameSize, contenderLabel(f.Contender))
+			w("| %d | %d | %s | not available | | | | | | | | | | |\n", f.Conns, f.FrameSize, contenderLabel(f.Contender))
+			notes = append(notes, fmt.Sprintf("%s at %d connections: %s", contenderLabel(f.Contender), f.Conns, f.NotAvailable))
 			continue
+		}
+		if f.Note != "" {
+			notes = append(notes, fmt.Sprintf("%s at %d connections: %s", contenderLabel(f.Contender), f.Conns, f.Note))
+		}
+		if f.Subscribed < f.Conns && f.ConnectError != "" {
+			notes = append(notes, fmt.Sprintf("%s at %d connections: %d subscribed; %s", contenderLabel(f.Contender), f.Conns, f.Subscribed, f.ConnectError))
 		}
 		ratio := "-"
 		for _, raw := range results {
@@ -382,9 +393,15 @@ func fanoutTable(w func(string, ...any), results []FanoutResult) {
 				ratio = fmt.Sprintf("%.2fx", f.Delivered/raw.Delivered)
 			}
 		}
-		w("| %d | %d | %s | %d | %s | %s | %.2f | %.2f | %d | %s | %.3f | %s | %s |\n",
-			f.Conns, f.FrameSize, contenderLabel(f.Contender), f.Subscribed, si(f.Delivered), ratio,
+		w("| %d | %d | %s | %d | %s | %s | %s | %.2f | %.2f | %d | %s | %.3f | %s | %s |\n",
+			f.Conns, f.FrameSize, contenderLabel(f.Contender), f.Subscribed, si(f.Delivered), ratio, si(f.MsgRate),
 			f.ServerCPU, f.ClientCPU, f.Missing, si(f.OfferedRate), f.LatDelivered, ms(f.P50), ms(f.P99))
+	}
+	if len(notes) > 0 {
+		w("\n")
+		for _, n := range notes {
+			w("- %s\n", mdEscape(n))
+		}
 	}
 }
 

@@ -137,7 +137,7 @@ func (r *runner) slowRun(ctx context.Context, c contender, offered float64, stal
 	// Only the reading subscribers can take their deliveries, so the drain
 	// waits for theirs.
 	reading := conns - stalledCount(conns, stallEvery)
-	m, err = r.measure(ctx, f, produceArgs{Rate: offered, Duration: r.scale.slowTime, Batch: 64, MemEvery: 250 * time.Millisecond}, reading, false)
+	m, err = r.measure(ctx, f, produceArgs{Rate: offered, Duration: r.scale.slowTime, Batch: saturationBatch, MemEvery: 250 * time.Millisecond}, reading, false)
 	if err != nil {
 		return m, 0, 0, err
 	}
