@@ -393,7 +393,11 @@ func (f *Follower) start(ctx context.Context, events <-chan struct{}) (*tail, er
 		default:
 			if t := f.resume(pos); t != nil {
 				f.committed = pos
-				f.log.Info("continuing from stored position", "path", t.name, "offset", pos.offset, "line", pos.line)
+				args := []any{"offset", pos.offset, "line", pos.line}
+				if t.name != f.cfg.Path {
+					args = append(args, "path", t.name) // the rotated .1 file
+				}
+				f.log.Info("continuing from stored position", args...)
 				return t, nil
 			}
 			f.log.Info("stored position no longer matches the lease files, loading them again", "inode", pos.inode, "offset", pos.offset)

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -494,7 +495,7 @@ func TestFollowerMalformedRows(t *testing.T) {
 	k.write(good[2], good[3])
 
 	var logs syncBuffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	st := newFakeStore()
 	r := startFollower(t, st, FollowerConfig{Path: k.path, Logger: logger})
 	waitFor(t, "the good rows", func() bool { return st.appliedCount() == 4 })
@@ -505,10 +506,43 @@ func TestFollowerMalformedRows(t *testing.T) {
 	if s := r.Stats(); s.MalformedRows != 2 || s.RowsRead != 6 {
 		t.Errorf("malformed %d rows read %d, want 2 and 6", s.MalformedRows, s.RowsRead)
 	}
-	out := logs.String()
-	for _, want := range []string{"line=4", "column address", "line=5", "wrong number of columns", "path=" + k.path} {
-		if !strings.Contains(out, want) {
-			t.Errorf("log lacks %q:\n%s", want, out)
+
+	// One record per row: the path once (file), the line and column as
+	// attributes, and an error that repeats neither nor the package prefix.
+	type record struct {
+		Msg, File, Path, Column, Error string
+		Line                           int
+	}
+	var got []record
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec record
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec.Msg == "skipping malformed lease file row" {
+			got = append(got, rec)
+		}
+	}
+	want := []struct {
+		line          int
+		column, error string
+	}{
+		{4, "address", "invalid IPv6 address or prefix"},
+		{5, "", "wrong number of columns"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d malformed row records, want %d:\n%s", len(got), len(want), logs.String())
+	}
+	for i, w := range want {
+		rec := got[i]
+		if rec.Line != w.line || rec.Column != w.column || !strings.HasPrefix(rec.Error, w.error) {
+			t.Errorf("record %d: line %d column %q error %q; want line %d column %q error starting %q", i, rec.Line, rec.Column, rec.Error, w.line, w.column, w.error)
+		}
+		if rec.File != k.path || rec.Path != "" {
+			t.Errorf("record %d: file %q path %q; want file %q and no path, which only a snapshot file needs", i, rec.File, rec.Path, k.path)
+		}
+		if strings.Contains(rec.Error, "ingest:") || strings.Contains(rec.Error, k.path) || strings.Contains(rec.Error, "line") {
+			t.Errorf("record %d: error %q repeats the prefix, path or line", i, rec.Error)
 		}
 	}
 }

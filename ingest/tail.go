@@ -186,16 +186,34 @@ func (f *Follower) handleLine(t *tail, line []byte) {
 }
 
 // reportMalformed counts a skipped line and logs it, at most
-// malformedLogBurst times a minute.
+// malformedLogBurst times a minute. The record names the line, the column
+// and, for a snapshot file, its path in attributes; the error text is the
+// problem alone.
 func (f *Follower) reportMalformed(t *tail, line int64, err error) {
 	f.malformedRows.Add(1)
+	problem := err
 	var rowErr *RowError
 	if errors.As(err, &rowErr) {
 		rowErr.File, rowErr.Line = t.name, line
+		problem = rowErr.Err
 	}
-	if allowed, suppressed := f.malformed.allow(); allowed {
-		f.log.Warn("skipping malformed lease file row", "path", t.name, "line", line, "error", err, "suppressed", suppressed)
+	allowed, suppressed := f.malformed.allow()
+	if !allowed {
+		return
 	}
+
+	var args []any
+	if t.name != f.cfg.Path {
+		args = append(args, "path", t.name)
+	}
+	if line > 0 {
+		args = append(args, "line", line)
+	}
+	if rowErr != nil && rowErr.Column != "" {
+		args = append(args, "column", rowErr.Column)
+	}
+	args = append(args, "error", strings.TrimPrefix(problem.Error(), "ingest: "), "suppressed", suppressed)
+	f.log.Warn("skipping malformed lease file row", args...)
 }
 
 // flush commits the batch with t's position. A failed Apply is retried

@@ -111,9 +111,9 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 		if handler, err = ingest.NewHandler(st, ingest.HandlerConfig{Logger: log.With("component", "ingest")}); err != nil {
 			return err
 		}
-		mux := http.NewServeMux()
-		mux.Handle(ingest.BindingsPath, handler)
-		if err := startHTTP(sideCtx, &side, sideErr, log, "ingest", o.ingestAddr, mux); err != nil {
+		// The handler serves every path, so that a wrong one gets its JSON
+		// 404 body rather than a ServeMux's plain text.
+		if err := startHTTP(sideCtx, &side, sideErr, log, "ingest", o.ingestAddr, handler); err != nil {
 			return err
 		}
 	}
