@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/alqd/alqd/codec"
 	"github.com/alqd/alqd/fanout"
 	"github.com/alqd/alqd/store"
@@ -405,25 +407,36 @@ func BenchmarkPublishCommit(b *testing.B) {
 }
 
 // BenchmarkDeliverBatch measures building the writev slices of one full
-// batch for one connection: base-times, bodies and headers, with bodies
-// sent in the second they were encoded (shared) or later (moved on).
+// batch for one connection: base-times, bodies and headers. With changes
+// in one second every body is the shared encoding; with each change a
+// second after the previous one, every message's base-time is the next
+// change's second, so every body is moved on by a second (appendAged).
 func BenchmarkDeliverBatch(b *testing.B) {
 	enc := newUpdateEncoder(&policy{})
-	batch := make([]*fanout.Update, maxDeliverBatch)
-	for i := range batch {
-		bd := activeBinding(fmt.Sprintf("2001:db8:1::%x/128", 0x1000+i), duid(i), "2001:db8:1::1", testNow)
-		bd.Seq, bd.ChangeTime = uint64(i+1), testNow
-		u, err := enc.newUpdate([]store.Binding{bd})
-		if err != nil {
-			b.Fatal(err)
+	for _, spread := range []bool{false, true} {
+		batch := make([]*fanout.Update, maxDeliverBatch)
+		for i := range batch {
+			at := testNow
+			if spread {
+				at = testNow.Add(time.Duration(i) * time.Second)
+			}
+			bd := activeBinding(fmt.Sprintf("2001:db8:1::%x/128", 0x1000+i), duid(i), "2001:db8:1::1", testNow)
+			bd.Seq, bd.ChangeTime = uint64(i+1), at
+			u, err := enc.newUpdate([]store.Binding{bd})
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch[i] = u
 		}
-		batch[i] = u
-	}
-	for _, later := range []int64{0, 5} {
-		b.Run(fmt.Sprintf("seconds-later=%d", later), func(b *testing.B) {
-			la := &loopActive{nowUnix: testNow.Unix() + later}
+		name := "changes=same-second"
+		if spread {
+			name = "changes=a-second-apart"
+		}
+		b.Run(name, func(b *testing.B) {
+			la := &loopActive{nowUnix: testNow.Unix() + maxDeliverBatch}
 			heads := make([]byte, 0, maxDeliverBatch*(frameHeadLen+baseTimeOptionLen))
 			iov := make([][]byte, 0, 2*maxDeliverBatch)
+			aged := 0
 			b.ReportAllocs()
 			for b.Loop() {
 				la.pumps++
@@ -436,12 +449,51 @@ func BenchmarkDeliverBatch(b *testing.B) {
 					}
 					base := dataBase(la.nowUnix, u, next, true)
 					body := la.bodyAt(u, viewPlain, base)
+					if &body[0] != &u.Bodies[viewPlain][0] {
+						aged++
+					}
 					start := len(heads)
 					heads = appendDataHead(heads, 0x42, len(body), true, dhcpSeconds(base))
 					iov = append(iov, heads[start:], body)
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/update")
+			b.ReportMetric(float64(aged)/float64(b.N*len(batch)), "aged/update")
 		})
+	}
+}
+
+func TestActiveMetricsRegistered(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatalf("NewMetrics: %v", err)
+	}
+	m.active.setStats(func() fanout.Stats { return fanout.Stats{Delivered: 7, Blocked: 2, Lapped: 1} })
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			got[f.GetName()] += mt.GetCounter().GetValue() + mt.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"alqd_active_connections":               0,
+		"alqd_active_keepalives_total":          0,
+		"alqd_active_catch_ups_started_total":   0,
+		"alqd_active_catch_ups_completed_total": 0,
+		"alqd_active_data_missing_total":        0,
+		"alqd_active_updates_delivered_total":   7,
+		"alqd_active_blocked_total":             2,
+		"alqd_active_lapped_total":              1,
+		"alqd_active_resyncs_total":             0,
+	}
+	for name, v := range want {
+		if g, ok := got[name]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", name, g, ok, v)
+		}
 	}
 }
