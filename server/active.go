@@ -222,7 +222,7 @@ func activeFilter(r *request) fanout.Filter {
 	panic("server: active filter for unchecked query-type " + r.query.QueryType.String())
 }
 
-// startActive answers an accepted ACTIVELEASEQUERY with its
+// startActive sends an accepted ACTIVELEASEQUERY its
 // LEASEQUERY-REPLY and subscribes the connection: from a catch-up cursor
 // when the query has OPTION_LQ_START_TIME that the history still covers,
 // else from the ring's last change.
@@ -331,10 +331,10 @@ func (q *activeQuery) markBlocked(c *conn, now time.Time) {
 	c.startDraining()
 }
 
-// controlTime returns the time to send as the base-time of a message
-// without binding data: now when the connection has been sent every
-// published change, else the base-time of its last LEASEQUERY-DATA, so that
-// no change still to come is before it (see dataBase).
+// controlTime returns the base-time of a message without binding data. It
+// is now when the connection has been sent every published change. Else it
+// is the base-time of its last LEASEQUERY-DATA, so that no change still to
+// come is before it (see dataBase).
 func (q *activeQuery) controlTime(now time.Time) time.Time {
 	s := q.sub
 	if s != nil && s.State() == fanout.StateLive && s.Seq() >= q.conn.srv.active.ring.LastSeq() {

@@ -86,8 +86,9 @@ func (a *activeServer) newLoop(l *loop) *loopActive {
 }
 
 // wake queues a Pump on the loop. It runs on the store's writer goroutine
-// (through Ring.Publish) or on the loop. Execute fails only once the engine
-// is stopping, when no connection is left to pump for.
+// (through Ring.Publish) or on the loop. Execute returns an error only when
+// it cannot wake the loop, which happens while the engine stops and no
+// connection is left to pump for.
 func (la *loopActive) wake() {
 	_ = la.loop.el.Execute(context.Background(), la.pumpTask)
 }
@@ -208,12 +209,12 @@ func appendDataHead(b []byte, xid uint32, bodyLen int, withBase bool, base uint3
 }
 
 // dataBase returns the base-time, in Unix seconds, of the LEASEQUERY-DATA
-// that carries u: the current second, but never past the change time of
-// next, the update that follows u in the batch, and never past u's own
-// change time when the connection has published updates still to come
-// (upToDate false). Changes have non-decreasing ChangeTime in Seq order, so
-// every change not yet sent when the message goes out is at or after its
-// base-time. A requestor that resumes with that base-time as
+// that carries u. It is the current second, but never past the change time
+// of next, the update that follows u in the batch. When published updates
+// are still to come for the connection (upToDate false), it is never past
+// u's own change time either. Changes have non-decreasing ChangeTime in Seq
+// order, so every change not yet sent when the message goes out is at or
+// after its base-time. A requestor that resumes with that base-time as
 // OPTION_LQ_START_TIME (RFC 7653 section 8.3) therefore misses none. For a
 // connection that keeps up, the base-time is the current second, as RFC
 // 7653 section 9.3 asks; one that lags gets the time it has reached.
@@ -297,9 +298,9 @@ func runDownAt(b []byte, elapsed uint32) {
 	binary.BigEndian.PutUint32(b, runDown(binary.BigEndian.Uint32(b), elapsed))
 }
 
-// CaughtUp checks whether a catch-up from OPTION_LQ_START_TIME is complete;
-// the end of later resyncs (after a lap or a block) is not part of the
-// catch-up phase and sends nothing (fanout.Sink).
+// CaughtUp checks whether a catch-up from OPTION_LQ_START_TIME is complete
+// (fanout.Sink). The end of a later resync, after a lap or a block, is not
+// part of the catch-up phase and sends nothing.
 func (la *loopActive) CaughtUp(s *fanout.Subscriber) {
 	if _, q := queryOf(s); q != nil {
 		q.checkCatchUp()

@@ -12,9 +12,9 @@ import (
 	"github.com/alqd/alqd/store"
 )
 
-// ActiveStore is what Active Leasequery needs from the binding store on top
-// of Store; *store.Store implements it. New requires it when Config.Active
-// is set.
+// ActiveStore is the part of the binding store that Active Leasequery
+// uses on top of Store. *store.Store implements it, and New requires it
+// when Config.Active is set.
 type ActiveStore interface {
 	Store
 
@@ -273,8 +273,8 @@ func (cs *changeSource) ChangedSince(after uint64, f fanout.Filter) fanout.Itera
 }
 
 // maxSkipped caps the bindings a filtered scan passes over in one Next, so
-// that one call stays short on the event loop however few bindings match;
-// after that many, Next yields a placeholder update that matches no filter.
+// that one call stays short on the event loop however few bindings match.
+// After that many, Next yields a placeholder update that matches no filter.
 const maxSkipped = 64
 
 // changeIter adapts a store.Iterator to fanout.Iterator.
