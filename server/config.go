@@ -30,6 +30,18 @@ const (
 	// to each requestor address.
 	DefaultMaxConnsPerRequestor = 10
 
+	// DefaultMaxUnallowedConns caps the connections open at once from
+	// addresses outside Allow, over all of them. Such a connection can do
+	// nothing but learn that it is not allowed, so a few dozen serve
+	// misconfigured requestors, and a flood of them from many addresses
+	// costs at most this many descriptors.
+	DefaultMaxUnallowedConns = 64
+
+	// DefaultUnallowedTimeout is how long a connection from an address
+	// outside Allow may stay open. A requestor that sends a query gets
+	// NotAllowed and is closed at once; this bounds one that sends nothing.
+	DefaultUnallowedTimeout = 5 * time.Second
+
 	// DefaultMaxQueriesPerRequestor caps the bulk queries that run at once
 	// for one requestor address, over all its connections (RFC 5460 asks
 	// servers to offer such a cap; RFC 7653 section 9.4 repeats it).
@@ -124,6 +136,18 @@ type Config struct {
 	// address. Zero means DefaultMaxConnsPerRequestor.
 	MaxConnsPerRequestor int
 
+	// MaxUnallowedConns caps the TCP connections open at once from
+	// addresses outside Allow, over all of them; one over the cap is closed
+	// at once. They do not count against MaxConns or MaxConnsPerRequestor,
+	// so they can never lock out allowed requestors. Zero means
+	// DefaultMaxUnallowedConns.
+	MaxUnallowedConns int
+
+	// UnallowedTimeout closes a connection from an address outside Allow
+	// this long after it opened, whatever it sends. Zero means
+	// DefaultUnallowedTimeout.
+	UnallowedTimeout time.Duration
+
 	// MaxQueriesPerRequestor caps the bulk queries running at once for one
 	// requestor address; further ones wait. Zero means
 	// DefaultMaxQueriesPerRequestor.
@@ -214,6 +238,8 @@ func (c Config) withDefaults() Config {
 	}
 	setDefault(&c.MaxConns, DefaultMaxConns)
 	setDefault(&c.MaxConnsPerRequestor, DefaultMaxConnsPerRequestor)
+	setDefault(&c.MaxUnallowedConns, DefaultMaxUnallowedConns)
+	setDefault(&c.UnallowedTimeout, DefaultUnallowedTimeout)
 	setDefault(&c.MaxQueriesPerRequestor, DefaultMaxQueriesPerRequestor)
 	setDefault(&c.MaxPipelinedQueries, DefaultMaxPipelinedQueries)
 	setDefault(&c.MaxMessageSize, DefaultMaxMessageSize)
@@ -250,6 +276,7 @@ func (c *Config) Validate() error {
 		{"EventLoops", c.EventLoops},
 		{"MaxConns", c.MaxConns},
 		{"MaxConnsPerRequestor", c.MaxConnsPerRequestor},
+		{"MaxUnallowedConns", c.MaxUnallowedConns},
 		{"MaxQueriesPerRequestor", c.MaxQueriesPerRequestor},
 		{"MaxPipelinedQueries", c.MaxPipelinedQueries},
 		{"MaxMessageSize", c.MaxMessageSize},
@@ -277,6 +304,7 @@ func (c *Config) Validate() error {
 	}{
 		{"IdleTimeout", c.IdleTimeout},
 		{"DataTimeout", c.DataTimeout},
+		{"UnallowedTimeout", c.UnallowedTimeout},
 		{"WarnInterval", c.WarnInterval},
 		{"ActiveIdleTimeout", c.ActiveIdleTimeout},
 		{"ActiveSendTimeout", c.ActiveSendTimeout},

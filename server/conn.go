@@ -62,8 +62,13 @@ type conn struct {
 	id        uint64
 	peer      netip.AddrPort
 	log       *slog.Logger
-	requestor *requestor
+	requestor *requestor // nil for a connection from outside Allow
 	allowed   bool
+	openedAt  time.Time
+
+	// unallowedSlot is set when the connection counts in
+	// Server.unallowed, until it closes.
+	unallowedSlot bool
 
 	state  connState
 	queue  []*request // queries read ahead of the running one
@@ -135,6 +140,13 @@ func (c *conn) handleMessage(msg []byte) gnet.Action {
 	}
 	first := !c.gotMessage
 	c.gotMessage = true
+	if !c.allowed && codec.MsgType(msg[0]) == codec.MsgStartTLS {
+		// RFC 7653 section 9.1: a server configured not to take TLS from
+		// this requestor answers TLSConnectionRefused. The handshake would
+		// only lead to NotAllowed.
+		c.refuseStartTLS(xidOf(msg), "requestor "+c.peer.Addr().String()+" is not allowed")
+		return c.closeWith(CloseNotAllowed)
+	}
 	if action, handled := c.secureMode(msg, first); handled {
 		return action
 	}
@@ -252,15 +264,21 @@ func (c *conn) reply(xid uint32, clientID []byte, status *codec.StatusError) {
 	c.write(b)
 }
 
-// writeStartTLSRefusal writes the REPLY with TLSConnectionRefused.
+// writeStartTLSRefusal writes the REPLY with TLSConnectionRefused of a
+// server without TLS.
 func (c *conn) writeStartTLSRefusal(xid uint32) {
+	c.refuseStartTLS(xid, "TLS is not available on this server")
+}
+
+// refuseStartTLS writes the REPLY with TLSConnectionRefused and why.
+func (c *conn) refuseStartTLS(xid uint32, why string) {
 	h := replyHead{xid: xid, serverID: c.srv.policy.serverID, framed: true}
 	b, start, err := h.begin(c.loop.scratch[:0], codec.MsgReply, c.srv.clock())
 	if err == nil {
 		b, err = codec.AppendOption(b, codec.OptServerID, h.serverID)
 	}
 	if err == nil {
-		b, err = (&codec.StatusError{Code: codec.StatusTLSConnectionRefused, Msg: "TLS is not available on this server"}).AppendOption(b)
+		b, err = (&codec.StatusError{Code: codec.StatusTLSConnectionRefused, Msg: why}).AppendOption(b)
 	}
 	if err == nil {
 		b, err = h.end(b, start)
@@ -365,6 +383,9 @@ func (c *conn) checkTimeouts(now time.Time) {
 	c.notePending(backlog, now)
 
 	switch {
+	case !c.allowed && now.Sub(c.openedAt) >= cfg.UnallowedTimeout:
+		c.reason = CloseNotAllowed
+		c.closeNow()
 	case backlog > 0 && now.Sub(c.progressAt) >= cfg.DataTimeout:
 		c.warn("requestor stopped reading", slog.Int("pending", backlog), slog.Duration("timeout", cfg.DataTimeout))
 		c.reason = CloseSlowConsumer
@@ -454,6 +475,9 @@ func (c *conn) closed(err error) {
 	if c.requestor != nil {
 		s.requestors.close(c.peer.Addr(), c.requestor)
 	}
+	if c.unallowedSlot {
+		s.unallowed.Add(-1)
+	}
 	s.conns.Add(-1)
 	s.metrics.connections.Dec()
 	s.metrics.closed.WithLabelValues(reason.String()).Inc()
@@ -461,7 +485,9 @@ func (c *conn) closed(err error) {
 	switch {
 	case c.loop == nil:
 		// Rejected in OnOpen, which logged why.
-	case reason == ClosePeerClosed:
+	case reason == ClosePeerClosed, !c.allowed:
+		// Connections from outside Allow come and go at a peer's will;
+		// OnOpen warned about the address.
 		c.log.Debug("connection closed", "reason", reason.String(), "err", err)
 	default:
 		c.log.Info("connection closed", "reason", reason.String(), "err", err)

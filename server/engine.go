@@ -43,36 +43,43 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s.metrics.accepted.Inc()
 	s.metrics.connections.Inc()
 	peer := remoteAddrPort(gc.RemoteAddr())
+	now := time.Now()
 	c := &conn{
 		srv:        s,
 		gc:         gc,
 		id:         s.nextID.Add(1),
 		peer:       peer,
-		lastActive: time.Now(),
+		lastActive: now,
+		openedAt:   now,
 	}
 	c.log = s.log.With("conn", c.id, "peer", peer.String())
 	gc.SetContext(c)
 	total := s.conns.Add(1)
+	c.allowed = s.allowed(peer.Addr())
 
 	// Limits first: a connection over one is closed before it costs more.
-	switch {
-	case s.stopping.Load():
+	// Connections from outside Allow have a cap of their own and count
+	// against no other, so they can never lock out allowed requestors.
+	if s.stopping.Load() {
 		c.reason = CloseShutdown
 		return nil, gnet.Close
-	case total > int64(s.maxConns):
-		c.reason = CloseTooManyConnections
-		c.log.Warn("connection rejected", "reason", c.reason.String(), "limit", s.maxConns)
-		return nil, gnet.Close
 	}
-	req, ok := s.requestors.open(peer.Addr())
-	if !ok {
-		c.reason = CloseTooManyConnections
-		c.log.Warn("connection rejected", "reason", c.reason.String(), "per_requestor_limit", s.cfg.MaxConnsPerRequestor)
-		return nil, gnet.Close
+	if !c.allowed {
+		c.unallowedSlot = true
+		if s.unallowed.Add(1) > int64(s.cfg.MaxUnallowedConns) {
+			return s.rejectConn(c, limitMaxUnallowedConns, s.cfg.MaxUnallowedConns)
+		}
+	} else {
+		if total-s.unallowed.Load() > int64(s.maxConns) {
+			return s.rejectConn(c, limitMaxConns, s.maxConns)
+		}
+		req, ok := s.requestors.open(peer.Addr())
+		if !ok {
+			return s.rejectConn(c, limitMaxConnsPerRequestor, s.cfg.MaxConnsPerRequestor)
+		}
+		c.requestor = req
 	}
-	c.requestor = req
 
-	c.allowed = s.allowed(peer.Addr())
 	c.loop = s.loopFor(gc.EventLoop())
 	c.loop.conns[c] = struct{}{}
 	if s.cfg.NotSentLowWater > 0 {
@@ -80,8 +87,44 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 			c.log.Warn("setting TCP_NOTSENT_LOWAT failed", "err", err)
 		}
 	}
-	c.log.Info("connection opened", "allowed", c.allowed)
+	if !c.allowed {
+		c.log.Debug("connection opened", "allowed", false)
+		s.warnPeer(c, "connection from a requestor not on the allow-list", "timeout", s.cfg.UnallowedTimeout)
+		return nil, gnet.None
+	}
+	c.log.Info("connection opened", "allowed", true)
 	return nil, gnet.None
+}
+
+// Labels of alqd_connections_rejected_total: the connection limit reached.
+const (
+	limitMaxConns             = "max_conns"
+	limitMaxConnsPerRequestor = "max_conns_per_requestor"
+	limitMaxUnallowedConns    = "max_unallowed_conns"
+)
+
+// rejectConn closes c, which is over the connection limit named limit,
+// counts it, and logs it at most once per WarnInterval for c's address.
+func (s *Server) rejectConn(c *conn, limit string, maxConns int) ([]byte, gnet.Action) {
+	c.reason = CloseTooManyConnections
+	s.metrics.rejected.WithLabelValues(limit).Inc()
+	s.warnPeer(c, "connection rejected", "reason", c.reason.String(), "limit", limit, "max", maxConns)
+	return nil, gnet.Close
+}
+
+// warnPeer logs msg about c at most once per WarnInterval for c's address,
+// with the number of warnings held back since the last one. A requestor
+// can open connections at will, so these warnings are limited per address
+// rather than per connection.
+func (s *Server) warnPeer(c *conn, msg string, args ...any) {
+	ok, suppressed := s.peerWarn.allow(c.peer.Addr(), time.Now())
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	c.log.Warn(msg, args...)
 }
 
 func (h *handler) OnClose(gc gnet.Conn, err error) gnet.Action {
@@ -152,7 +195,7 @@ func (s *Server) pollDrains(stop <-chan struct{}) {
 // shortest timeout, between 5 ms and 1 s, so a timeout fires at most about
 // 10% late.
 func (s *Server) sweepInterval() time.Duration {
-	d := min(s.cfg.IdleTimeout, s.cfg.DataTimeout)
+	d := min(s.cfg.IdleTimeout, s.cfg.DataTimeout, s.cfg.UnallowedTimeout)
 	if s.cfg.Active {
 		d = min(d, s.cfg.ActiveIdleTimeout, s.cfg.ActiveSendTimeout)
 	}

@@ -16,6 +16,7 @@ type Metrics struct {
 	connections  prometheus.Gauge
 	accepted     prometheus.Counter
 	closed       *prometheus.CounterVec
+	rejected     *prometheus.CounterVec
 	queries      *prometheus.CounterVec
 	bindingsSent *prometheus.CounterVec
 	bytesSent    *prometheus.CounterVec
@@ -52,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "alqd_connections_closed_total",
 			Help: "TCP connections closed, by reason.",
 		}, []string{"reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alqd_connections_rejected_total",
+			Help: "TCP connections closed at once because a connection limit was reached, by limit (max_conns, max_conns_per_requestor, max_unallowed_conns).",
+		}, []string{"limit"}),
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alqd_queries_total",
 			Help: "Leasequery queries answered, by transport, query type and status (no_data: no binding matched).",
@@ -86,6 +91,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, r := range closeReasons {
 		m.closed.WithLabelValues(r.String())
 	}
+	for _, l := range []string{limitMaxConns, limitMaxConnsPerRequestor, limitMaxUnallowedConns} {
+		m.rejected.WithLabelValues(l)
+	}
 	m.tcpBindings = m.bindingsSent.WithLabelValues(transportTCP.String())
 	m.udpBindings = m.bindingsSent.WithLabelValues(transportUDP.String())
 	m.tcpSent = m.bytesSent.WithLabelValues(transportTCP.String())
@@ -99,7 +107,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return m, nil
 	}
 	for _, c := range append([]prometheus.Collector{
-		m.connections, m.accepted, m.closed, m.queries, m.bindingsSent,
+		m.connections, m.accepted, m.closed, m.rejected, m.queries, m.bindingsSent,
 		m.bytesSent, m.bytesRecv, m.storeLatency, m.encodeErrors, m.relayOmitted,
 	}, append(m.active.collectors(), m.tls.collectors()...)...) {
 		if err := reg.Register(c); err != nil {

@@ -48,7 +48,9 @@ type Server struct {
 	nextID       atomic.Uint64
 	nextSweep    time.Time // ticker goroutine only
 
-	encodeWarn warnLimiter // bindings that did not fit in a reply
+	encodeWarn warnLimiter   // bindings that did not fit in a reply
+	peerWarn   sourceLimiter // rejected and not allowed connections, per address
+	unallowed  atomic.Int64  // open connections from addresses outside Allow
 
 	active *activeServer // Active Leasequery; nil when Config.Active is off
 	tls    *tlsServer    // secure mode; nil without Config.TLS
@@ -94,6 +96,7 @@ func New(cfg Config, src Store, opts ...Option) (*Server, error) {
 		drainWake:  make(chan struct{}, 1),
 		loops:      make(map[gnet.EventLoop]*loop),
 		encodeWarn: warnLimiter{interval: cfg.WarnInterval},
+		peerWarn:   sourceLimiter{interval: cfg.WarnInterval},
 		policy: policy{
 			serverID: src.ServerDUID(),
 			served:   cfg.Served,
@@ -141,7 +144,7 @@ func (s *Server) Run() error {
 	s.maxConns = s.cfg.MaxConns
 	if limit, err := raiseFileLimit(); err != nil {
 		s.log.Warn("raising the open file limit failed", "err", err)
-	} else if fit := connsForFileLimit(limit); fit < s.maxConns {
+	} else if fit := max(connsForFileLimit(limit)-s.cfg.MaxUnallowedConns, 1); fit < s.maxConns {
 		s.log.Warn("connection limit lowered to fit the open file limit",
 			"max_conns", fit, "configured", s.cfg.MaxConns, "nofile", limit)
 		s.maxConns = fit

@@ -78,6 +78,8 @@ func (o *options) define(fs *flag.FlagSet) {
 	fs.IntVar(&c.EventLoops, "event-loops", 0, "number of gnet event loops; 0 means one per CPU")
 	fs.IntVar(&c.MaxConns, "max-conns", server.DefaultMaxConns, "maximum TCP `connections` in total; also lowered to fit the open file limit")
 	fs.IntVar(&c.MaxConnsPerRequestor, "max-conns-per-requestor", server.DefaultMaxConnsPerRequestor, "maximum TCP `connections` from one requestor address (BULK_LQ_MAX_CONNS)")
+	fs.IntVar(&c.MaxUnallowedConns, "max-unallowed-conns", server.DefaultMaxUnallowedConns, "maximum TCP `connections` open at once from addresses outside --allow, over all of them; they do not count against --max-conns")
+	fs.DurationVar(&c.UnallowedTimeout, "unallowed-timeout", server.DefaultUnallowedTimeout, "close a connection from an address outside --allow this long after it opened (`duration`); one that sends a query gets NotAllowed and is closed at once")
 	fs.IntVar(&c.MaxQueriesPerRequestor, "max-queries-per-requestor", server.DefaultMaxQueriesPerRequestor, "maximum bulk `queries` running at once for one requestor address")
 	fs.IntVar(&c.MaxPipelinedQueries, "max-pipelined-queries", server.DefaultMaxPipelinedQueries, "maximum `queries` read ahead on one connection")
 	fs.IntVar(&c.MaxMessageSize, "max-message-size", server.DefaultMaxMessageSize, "largest received message in `octets`; a larger frame closes the connection")

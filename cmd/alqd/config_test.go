@@ -91,6 +91,21 @@ func TestParseOptionsErrors(t *testing.T) {
 	}
 }
 
+func TestParseOptionsUnallowed(t *testing.T) {
+	o, err := parseOptions([]string{"--data-dir", "/d", "--max-unallowed-conns", "10", "--unallowed-timeout", "2s"}, io.Discard)
+	if err != nil {
+		t.Fatalf("parseOptions: %v", err)
+	}
+	if o.server.MaxUnallowedConns != 10 || o.server.UnallowedTimeout != 2*time.Second {
+		t.Errorf("MaxUnallowedConns %d, UnallowedTimeout %v; want 10, 2s", o.server.MaxUnallowedConns, o.server.UnallowedTimeout)
+	}
+	for _, args := range [][]string{{"--max-unallowed-conns", "-1"}, {"--unallowed-timeout", "-1s"}} {
+		if _, err := parseOptions(append([]string{"--data-dir", "/d"}, args...), io.Discard); err == nil {
+			t.Errorf("parseOptions(%q) succeeded, want an error", args)
+		}
+	}
+}
+
 func TestParseOptionsKeaSubnetLinks(t *testing.T) {
 	dir := t.TempDir()
 	writeConfig := func(name, body string) string {
