@@ -133,12 +133,17 @@ func (c *conn) onActiveLeasequery(msg []byte) gnet.Action {
 	}
 	if c.state != stateIdle || len(c.queue) > 0 {
 		// RFC 7653 section 9.4: an Active Leasequery is made on a
-		// connection with no other request active. The running bulk
-		// query ends with the connection.
+		// connection with no other request active. Section 9.3: an error
+		// in its initial processing gets a LEASEQUERY-REPLY with the
+		// status, and the connection closes after it. The bulk queries
+		// accepted before it are still answered in full, rather than
+		// aborted with QueryTerminated (section 9.5); nothing after it is
+		// read.
 		c.reply(r.xid, r.clientID, &codec.StatusError{Code: codec.StatusNotAllowed, Msg: "a bulk query is running on this connection; send ACTIVELEASEQUERY on a connection of its own"})
 		m.countQuery(filter, codec.StatusNotAllowed.String())
 		c.warn("ACTIVELEASEQUERY while a bulk query runs", slog.Uint64("xid", uint64(r.xid)))
-		return c.closeWith(CloseProtocolViolation)
+		c.endAfterQueries(CloseProtocolViolation)
+		return gnet.None
 	}
 	if serr != nil {
 		c.reply(r.xid, r.clientID, serr)

@@ -230,14 +230,17 @@ func (j *bulkJob) abort(ctx context.Context, buf []byte, replied bool, cause err
 	}
 
 	status := &codec.StatusError{Code: codec.StatusQueryTerminated, Msg: "the server stopped this query"}
-	if errors.Is(cause, errShutdown) {
+	switch {
+	case errors.Is(cause, errShutdown):
 		status.Msg = "the server is shutting down"
+	case errors.Is(cause, errTerminated):
+		status.Msg = "the server is closing the connection because the requestor sent more queries than it reads ahead"
 	}
 	var err error
 	if replied {
 		buf, err = j.head.appendDone(buf, j.clock(), status)
 	} else {
-		if !errors.Is(cause, errShutdown) {
+		if !endsInOrder(cause) {
 			status = &codec.StatusError{Code: codec.StatusUnspecFail, Msg: "the binding store failed"}
 		}
 		buf, err = j.head.appendStatusReply(buf, j.clock(), status)
@@ -247,6 +250,13 @@ func (j *bulkJob) abort(ctx context.Context, buf []byte, replied bool, cause err
 		_, _ = emit(buf[:len(buf):len(buf)], true)
 	}
 	return out
+}
+
+// endsInOrder reports whether cause stops a bulk query that must still end
+// with QueryTerminated: a shutdown, or a connection the server closes after
+// the answers it owes.
+func endsInOrder(cause error) bool {
+	return errors.Is(cause, errShutdown) || errors.Is(cause, errTerminated)
 }
 
 // isConnError reports whether err says the connection is gone, as opposed

@@ -154,7 +154,11 @@ type Config struct {
 	MaxQueriesPerRequestor int
 
 	// MaxPipelinedQueries caps the queries queued on one connection behind
-	// the running one. Zero means DefaultMaxPipelinedQueries.
+	// the running one. Further input stays unread; once a connection holds
+	// more than MaxPipelinedQueries * (MaxMessageSize + 2) unread octets,
+	// and at least 64 KiB, the queued queries get QueryTerminated, the
+	// running one ends with it too, and the connection closes. Zero means
+	// DefaultMaxPipelinedQueries.
 	MaxPipelinedQueries int
 
 	// MaxMessageSize is the largest msg-size accepted in a received frame,

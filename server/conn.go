@@ -70,8 +70,14 @@ type conn struct {
 	// Server.unallowed, until it closes.
 	unallowedSlot bool
 
-	state  connState
-	queue  []*request // queries read ahead of the running one
+	state connState
+	queue []*request // queries read ahead of the running one
+
+	// ending is set once the connection is to close after the answers it
+	// owes: no more input is read (what arrives is dropped), and the
+	// connection closes with this reason when the running and queued
+	// queries have ended.
+	ending CloseReason
 	run    *bulkRun
 	active *activeQuery // set in stateActive
 	reason CloseReason  // close reason decided by the server; zero until then
@@ -92,7 +98,7 @@ type conn struct {
 // arrives. It returns gnet.Close when the connection must close.
 func (c *conn) readFrames() gnet.Action {
 	cfg := &c.srv.cfg
-	for c.state != stateClosing && len(c.queue) < cfg.MaxPipelinedQueries {
+	for c.state != stateClosing && c.ending == 0 && len(c.queue) < cfg.MaxPipelinedQueries {
 		n := c.gc.InboundBuffered()
 		if n < codec.FrameHeaderLen {
 			break
@@ -117,12 +123,68 @@ func (c *conn) readFrames() gnet.Action {
 		}
 	}
 
+	if c.state == stateClosing || c.ending != 0 {
+		// Nothing that arrives after the decision to close is read; gnet
+		// reads on regardless, so the input is dropped to bound memory
+		// while the answers drain.
+		_, _ = c.gc.Discard(c.gc.InboundBuffered())
+		return gnet.None
+	}
+
 	// Input beyond what the pipeline explains is a flood: the requestor
 	// does not wait for answers.
 	if c.gc.InboundBuffered() > c.inputLimit() {
-		return c.violation("too much unread input", slog.Int("buffered", c.gc.InboundBuffered()))
+		return c.flooded()
 	}
 	return gnet.None
+}
+
+// flooded ends a connection whose requestor sent more than inputLimit
+// octets that the server has not read: it does not wait for answers, and
+// gnet can not stop reading to push back (RFC 5460 section 5.1 leaves flow
+// control to TCP). The queries already accepted are not dropped silently:
+// each queued one gets a LEASEQUERY-REPLY with QueryTerminated, and the
+// running one ends with LEASEQUERY-DONE QueryTerminated (RFC 7653 section
+// 9.5: a server aborting a query signals it, then closes). The connection
+// closes once those are sent.
+func (c *conn) flooded() gnet.Action {
+	c.log.Warn("protocol violation", "problem", "too much unread input", "buffered", c.gc.InboundBuffered(),
+		"limit", c.inputLimit(), "terminated_queries", len(c.queue)+btoi(c.run != nil))
+	c.ending = CloseProtocolViolation
+	_, _ = c.gc.Discard(c.gc.InboundBuffered())
+
+	status := &codec.StatusError{Code: codec.StatusQueryTerminated, Msg: "the server is closing the connection because the requestor sent more queries than it reads ahead"}
+	for i, r := range c.queue {
+		c.reply(r.xid, r.clientID, status)
+		c.srv.metrics.countQuery(transportTCP, r.query.QueryType, status.Code.String())
+		c.queue[i] = nil
+	}
+	c.queue = c.queue[:0]
+
+	if c.run != nil {
+		// runDone closes the connection after the DONE.
+		c.run.cancel(errTerminated)
+		return gnet.None
+	}
+	c.closeAfterDrain(c.ending)
+	return gnet.None
+}
+
+// endAfterQueries makes the connection close with reason once the running
+// and queued queries are answered, reading nothing more.
+func (c *conn) endAfterQueries(reason CloseReason) {
+	c.ending = reason
+	_, _ = c.gc.Discard(c.gc.InboundBuffered())
+	if c.run == nil && len(c.queue) == 0 {
+		c.closeAfterDrain(reason)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // inputLimit is the unread input a connection may hold: a full pipeline of
@@ -230,6 +292,10 @@ func (c *conn) runDone(run *bulkRun) {
 	}
 	c.run = nil
 	c.stopDraining()
+	if c.ending != 0 && (run.shutdown || run.job.aborted || len(c.queue) == 0) {
+		c.closeAfterDrain(c.ending)
+		return
+	}
 	if run.shutdown {
 		c.closeAfterDrain(CloseShutdown)
 		return

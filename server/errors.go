@@ -25,6 +25,11 @@ var (
 	// Shutdown; the query then ends with QueryTerminated.
 	errShutdown = errors.New("server: shutting down")
 
+	// errTerminated is the cancellation cause of a bulk query the server
+	// ends early on a connection it is about to close for the requestor's
+	// misbehaviour; like errShutdown, the query ends with QueryTerminated.
+	errTerminated = errors.New("server: query terminated")
+
 	// errConnClosed is the cancellation cause of a bulk query whose
 	// connection closed; nothing more is sent.
 	errConnClosed = errors.New("server: connection closed")

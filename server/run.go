@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -23,8 +22,9 @@ import (
 //  2. Buffers: the producer alternates two buffers. A buffer is handed over
 //     with AsyncWrite and is free again once its write callback ran, which
 //     happens before the credit for the next handover; so the buffer
-//     returned for refilling is never still queued. After a shutdown
-//     cancel, handovers skip the credit and use fresh buffers instead.
+//     returned for refilling is never still queued. After a cancel with
+//     errShutdown or errTerminated, handovers skip the credit and use
+//     fresh buffers instead.
 //  3. Ending: exactly one chunk is marked last; its write callback returns
 //     the connection to idle (runDone). A producer that ends without
 //     handing over a last chunk, while its connection is open, closes the
@@ -44,7 +44,7 @@ type bulkRun struct {
 
 	bufs     [2][]byte
 	cur      int
-	shutdown bool // set once ctx was cancelled with errShutdown
+	shutdown bool // set once ctx was cancelled with errShutdown or errTerminated
 	handed   bool // the last chunk was handed over
 }
 
@@ -96,7 +96,7 @@ func (r *bulkRun) produce() {
 	log := r.conn.log
 	s.noteEncodeTrouble(log, r.job.req.xid, &out)
 	switch {
-	case out.abort && !isConnError(out.err) && !errors.Is(out.err, errShutdown):
+	case out.abort && !isConnError(out.err) && !endsInOrder(out.err):
 		log.Error("bulk query failed", "xid", r.job.req.xid, "type", queryLabel(q), "err", out.err)
 	default:
 		log.Debug("bulk query done", "xid", r.job.req.xid, "type", queryLabel(q),
@@ -117,11 +117,11 @@ func (r *bulkRun) emit(chunk []byte, last bool) ([]byte, error) {
 		case <-r.credit:
 		case <-r.ctx.Done():
 			cause := context.Cause(r.ctx)
-			if !errors.Is(cause, errShutdown) {
+			if !endsInOrder(cause) {
 				return chunk[:0], cause
 			}
 			r.shutdown = true
-			stop = errShutdown
+			stop = cause
 		}
 	}
 

@@ -81,7 +81,7 @@ func (o *options) define(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxUnallowedConns, "max-unallowed-conns", server.DefaultMaxUnallowedConns, "maximum TCP `connections` open at once from addresses outside --allow, over all of them; they do not count against --max-conns")
 	fs.DurationVar(&c.UnallowedTimeout, "unallowed-timeout", server.DefaultUnallowedTimeout, "close a connection from an address outside --allow this long after it opened (`duration`); one that sends a query gets NotAllowed and is closed at once")
 	fs.IntVar(&c.MaxQueriesPerRequestor, "max-queries-per-requestor", server.DefaultMaxQueriesPerRequestor, "maximum bulk `queries` running at once for one requestor address")
-	fs.IntVar(&c.MaxPipelinedQueries, "max-pipelined-queries", server.DefaultMaxPipelinedQueries, "maximum `queries` read ahead on one connection")
+	fs.IntVar(&c.MaxPipelinedQueries, "max-pipelined-queries", server.DefaultMaxPipelinedQueries, "maximum `queries` read ahead on one connection; a requestor that leaves more than this many times (max-message-size + 2) octets unread, and at least 64 KiB, gets QueryTerminated for the queries already read and is disconnected")
 	fs.IntVar(&c.MaxMessageSize, "max-message-size", server.DefaultMaxMessageSize, "largest received message in `octets`; a larger frame closes the connection")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a connection that sends no complete message for this `duration` while no query runs")
 	fs.DurationVar(&c.DataTimeout, "data-timeout", server.DefaultDataTimeout, "BULK_LQ_DATA_TIMEOUT: close a connection whose pending output does not shrink for this `duration`")
