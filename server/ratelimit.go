@@ -32,24 +32,33 @@ func (l *warnLimiter) allow(now time.Time) (ok bool, suppressed int) {
 	return true, suppressed
 }
 
-// maxLimitedSources caps the addresses a sourceLimiter tracks, so that a
-// flood from many addresses (an IPv6 /64 has plenty) costs bounded memory.
-const maxLimitedSources = 4096
+// Bounds of a sourceLimiter: the addresses it tracks, so that a flood from
+// many addresses (an IPv6 /64 has plenty) costs bounded memory, and the
+// warnings it lets through per interval over all addresses, so that such a
+// flood costs a bounded number of log lines.
+const (
+	maxLimitedSources      = 4096
+	maxWarningsPerInterval = 32
+)
 
 // sourceLimiter is a warnLimiter per source address, for warnings that a
-// peer can repeat at will, such as a rejected connection. It tracks at most
-// maxLimitedSources addresses. When the table is full it forgets addresses
-// quiet for an interval, and while it stays full it holds back the
-// warnings of new addresses. Safe for concurrent use.
+// peer can repeat at will, such as a rejected connection. On top of one
+// warning per address and interval, all addresses together get at most
+// maxWarningsPerInterval per interval. It tracks at most maxLimitedSources
+// addresses: when the table is full it forgets addresses quiet for an
+// interval, and while it stays full it holds back the warnings of new
+// addresses without counting them. Safe for concurrent use.
 type sourceLimiter struct {
 	interval time.Duration
 
-	mu      sync.Mutex
-	sources map[netip.Addr]*sourceWarn
+	mu          sync.Mutex
+	sources     map[netip.Addr]*sourceWarn
+	windowStart time.Time // start of the interval the budget counts
+	windowUsed  int       // warnings let through since windowStart
 }
 
 type sourceWarn struct {
-	last       time.Time
+	last       time.Time // last warning let through or held back by the budget
 	suppressed int
 }
 
@@ -62,19 +71,29 @@ func (l *sourceLimiter) allow(a netip.Addr, now time.Time) (ok bool, suppressed 
 		l.sources = make(map[netip.Addr]*sourceWarn)
 	}
 	w := l.sources[a]
+	if w != nil && now.Sub(w.last) < l.interval {
+		w.suppressed++
+		return false, 0
+	}
 	if w == nil {
 		if len(l.sources) >= maxLimitedSources && !l.forgetQuietLocked(now) {
 			return false, 0
 		}
-		l.sources[a] = &sourceWarn{last: now}
-		return true, 0
+		w = &sourceWarn{}
+		l.sources[a] = w
 	}
-	if now.Sub(w.last) < l.interval {
+
+	// a is due a warning; all addresses share the budget of the interval.
+	if now.Sub(l.windowStart) >= l.interval {
+		l.windowStart, l.windowUsed = now, 0
+	}
+	w.last = now
+	if l.windowUsed >= maxWarningsPerInterval {
 		w.suppressed++
 		return false, 0
 	}
-	suppressed = w.suppressed
-	w.last, w.suppressed = now, 0
+	l.windowUsed++
+	suppressed, w.suppressed = w.suppressed, 0
 	return true, suppressed
 }
 

@@ -174,21 +174,45 @@ func TestSourceLimiter(t *testing.T) {
 	}
 }
 
+func TestSourceLimiterBudget(t *testing.T) {
+	l := sourceLimiter{interval: time.Minute}
+	t0 := time.Unix(1_800_000_000, 0)
+	addr := func(i int) netip.Addr {
+		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
+	}
+	allowed := 0
+	for i := range 100 {
+		if ok, _ := l.allow(addr(i), t0); ok {
+			allowed++
+		}
+	}
+	if allowed != maxWarningsPerInterval {
+		t.Errorf("%d of 100 addresses warned about in one interval, want %d", allowed, maxWarningsPerInterval)
+	}
+
+	// An address held back by the budget reports it with its next warning.
+	ok, suppressed := l.allow(addr(99), t0.Add(time.Minute))
+	if !ok || suppressed != 1 {
+		t.Errorf("next interval: allow = %v, %d; want true, 1", ok, suppressed)
+	}
+}
+
 func TestSourceLimiterFull(t *testing.T) {
 	l := sourceLimiter{interval: time.Minute}
 	t0 := time.Unix(1_800_000_000, 0)
 	addr := func(i int) netip.Addr {
 		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
 	}
-	for i := range maxLimitedSources {
-		if ok, _ := l.allow(addr(i), t0); !ok {
-			t.Fatalf("address %d of %d held back", i, maxLimitedSources)
-		}
+	for i := range maxLimitedSources + 10 {
+		l.allow(addr(i), t0)
 	}
-	if ok, _ := l.allow(addr(maxLimitedSources), t0.Add(time.Second)); ok {
+	if n := len(l.sources); n != maxLimitedSources {
+		t.Errorf("table holds %d addresses, want the cap of %d", n, maxLimitedSources)
+	}
+	if ok, _ := l.allow(addr(maxLimitedSources+20), t0.Add(time.Second)); ok {
 		t.Error("a new address was let through with the table full of recent ones")
 	}
-	if ok, _ := l.allow(addr(maxLimitedSources), t0.Add(time.Minute)); !ok {
+	if ok, _ := l.allow(addr(maxLimitedSources+20), t0.Add(time.Minute)); !ok {
 		t.Error("a new address was held back after the others went quiet")
 	}
 	if n := len(l.sources); n != 1 {
