@@ -108,13 +108,14 @@ const MaxRelayMessageLen = 4096
 // unicast space only (RFC 8415 section 6).
 var reservedPrefixes = [...]struct {
 	prefix netip.Prefix
-	name   string
+	is     string // what an address in it is
+	space  string // what a prefix overlapping it overlaps
 }{
-	{netip.MustParsePrefix("::/128"), "the unspecified address"},
-	{netip.MustParsePrefix("::1/128"), "the loopback address"},
-	{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped space"},
-	{netip.MustParsePrefix("fe80::/10"), "link-local space"},
-	{netip.MustParsePrefix("ff00::/8"), "multicast space"},
+	{netip.MustParsePrefix("::/128"), "is the unspecified address", "the unspecified address"},
+	{netip.MustParsePrefix("::1/128"), "is the loopback address", "the loopback address"},
+	{netip.MustParsePrefix("::ffff:0:0/96"), "is IPv4-mapped", "IPv4-mapped space"},
+	{netip.MustParsePrefix("fe80::/10"), "is link-local", "link-local space"},
+	{netip.MustParsePrefix("ff00::/8"), "is multicast", "multicast space"},
 }
 
 // CheckLeasable returns an error when p overlaps the unspecified or
@@ -122,8 +123,11 @@ var reservedPrefixes = [...]struct {
 // which a DHCPv6 server leases. The error names p and the range.
 func CheckLeasable(p netip.Prefix) error {
 	for _, r := range reservedPrefixes {
-		if p.Overlaps(r.prefix) {
-			return fmt.Errorf("%s overlaps %s (%s); a binding holds a global or unique local unicast address or prefix", p, r.name, r.prefix)
+		switch {
+		case p.IsSingleIP() && r.prefix.Contains(p.Addr()):
+			return fmt.Errorf("%s %s (%s); a binding holds a global or unique local unicast address or prefix", p.Addr(), r.is, r.prefix)
+		case p.Overlaps(r.prefix):
+			return fmt.Errorf("%s overlaps %s (%s); a binding holds a global or unique local unicast address or prefix", p, r.space, r.prefix)
 		}
 	}
 	return nil
