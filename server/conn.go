@@ -141,8 +141,8 @@ func (c *conn) readFrames() gnet.Action {
 
 // flooded ends a connection whose requestor sent more than inputLimit
 // octets that the server has not read: it does not wait for answers, and
-// gnet can not stop reading to push back (RFC 5460 section 5.1 leaves flow
-// control to TCP). The queries already accepted are not dropped silently:
+// gnet can not stop reading to let TCP flow control push back. The
+// queries already accepted are not dropped silently:
 // each queued one gets a LEASEQUERY-REPLY with QueryTerminated, and the
 // running one ends with LEASEQUERY-DONE QueryTerminated (RFC 7653 section
 // 9.5: a server aborting a query signals it, then closes). The connection
