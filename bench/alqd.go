@@ -40,8 +40,8 @@ type alqdConfig struct {
 	MaxConns int
 	// Gate holds the producer back while the server's own count of
 	// undelivered updates exceeds Window per subscriber (Window in all when
-	// Filtered), as the raw contender's gate does; alqd itself never holds
-	// back a producer, so without it a run can only measure overload.
+	// Filtered), as the raw contender's gate does. alqd itself never holds
+	// back a producer, so without the gate a run can only measure overload.
 	Gate     bool
 	Window   int
 	Filtered bool

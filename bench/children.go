@@ -79,8 +79,8 @@ type memPoint struct {
 
 // produceResult reports a publishing run.
 type produceResult struct {
-	// Error is why the run ended early, such as a contender that stopped
-	// taking messages; it is a result, not a failure of the harness.
+	// Error is the reason the run ended early, such as a contender that
+	// stopped taking messages. It is a result, not a failure of the harness.
 	Error     string     `json:"error,omitempty"`
 	Published int        `json:"published"`
 	Start     int64      `json:"start"` // Unix ns of the first publish

@@ -21,7 +21,7 @@ const (
 // the clients and every scenario are shared.
 type contender struct {
 	name  string
-	label string // how tables and plots name it
+	label string // name in tables and plots
 	// available returns nil, or an error wrapping errNotAvailable whose
 	// text is the reason, printed in place of its numbers.
 	available func() error

@@ -26,8 +26,8 @@
 // which runs the contender and its producer, and client children that hold
 // the subscriber connections (at most a few thousand each, because a
 // process may have 20,000 descriptors). Children take one JSON request per
-// line on stdin and answer one JSON line on stdout; they exit when stdin
-// closes and after a fixed lifetime whatever happens. Each child's CPU
+// line on stdin and write one JSON response line on stdout. They exit when
+// stdin closes, and after a fixed lifetime whatever happens. Each child's CPU
 // time and memory come from /proc, so server and client costs are
 // counted apart.
 //

@@ -20,8 +20,8 @@ type FanoutResult struct {
 	NotAvailable string
 	Subscribed   int
 	ConnectError string
-	// Note is why a run ended early, such as a contender that stopped
-	// taking messages.
+	// Note is the reason a run ended early, such as a contender that
+	// stopped taking messages.
 	Note string
 
 	// Saturation: as many messages as the contender takes for the
@@ -73,8 +73,8 @@ func filteredWindow(frameSize, ringSize int) int {
 	return min(queueBudget/frameSize, ringSize/2)
 }
 
-// saturationBatch is the most messages a run publishes per step (a paced
-// run publishes what is due): the alqd contender commits each step as one
+// saturationBatch is the most messages a run publishes per step; a paced
+// run publishes what is due. The alqd contender commits each step as one
 // synced store Apply, so small steps would measure the disk's sync rate
 // instead of the fanout.
 const saturationBatch = 1024
@@ -190,12 +190,18 @@ type measurement struct {
 	max        time.Duration
 	stalled    flowStats
 	mem        []memPoint
-	note       string // why the producer stopped early, "" when it did not
+	note       string // reason the producer stopped early, "" when it did not
 }
 
+// drainIdle ends the wait for a run's deliveries when none arrived for this
+// long. It is longer than the one-second sweeps with which a server may
+// resume a blocked connection, so that a late delivery is not counted as
+// missing.
+const drainIdle = 3 * time.Second
+
 // measure runs one publishing run on f and waits for its deliveries to
-// drain: until every expected delivery arrived, or none arrived for a
-// second, or 20 s passed.
+// drain: until every expected delivery arrived, or none arrived for
+// drainIdle, or 20 s passed.
 func (r *runner) measure(ctx context.Context, f *fleet, args produceArgs, subscribed int, filtered bool) (measurement, error) {
 	var m measurement
 	if _, err := f.clientStats(ctx, true); err != nil {
@@ -232,7 +238,7 @@ func (r *runner) measure(ctx context.Context, f *fleet, args produceArgs, subscr
 		}
 		if got != last {
 			last, lastChange = got, time.Now()
-		} else if time.Since(lastChange) > time.Second {
+		} else if time.Since(lastChange) > drainIdle {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -186,3 +186,20 @@ func TestProbeDecodeAllocs(t *testing.T) {
 		t.Errorf("probeDecoder.decode allocates %v times per message, want 0", n)
 	}
 }
+
+func TestActiveCatchUpQuery(t *testing.T) {
+	frame := activeCatchUpQuery(123456)
+	var msg codec.Message
+	if err := msg.Decode(frame[codec.FrameHeaderLen:]); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Type != codec.MsgActiveLeasequery {
+		t.Errorf("type %v, want ACTIVELEASEQUERY", msg.Type)
+	}
+	if start, ok := msg.Options.StartTime(); !ok || start != 123456 {
+		t.Errorf("OPTION_LQ_START_TIME = %d, %v; want 123456", start, ok)
+	}
+	if _, key, err := parseActiveQuery(frame[codec.FrameHeaderLen:]); err != nil || key != 0 {
+		t.Errorf("query key %d, err %v; want relay 0", key, err)
+	}
+}

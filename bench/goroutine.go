@@ -14,8 +14,8 @@ import (
 // The goroutine contender is how a Go server is usually written: per
 // connection one goroutine that owns a net.Conn and a bufio.Writer and is
 // fed by a buffered channel. The producer sends every message to the
-// channel of each matching connection. With blocking sends (the default)
-// a full channel holds the producer back; with dropping sends a
+// channel of each matching connection. With blocking sends (the default),
+// a full channel holds the producer back. With dropping sends, a
 // connection whose channel is full is closed as a slow consumer.
 
 // goConn is one connection of the goroutine contender.
@@ -167,7 +167,7 @@ func (s *goServer) add(c *goConn) {
 	s.subscribed.Add(1)
 }
 
-// remove forgets c.
+// remove drops c from the producer's lists.
 func (s *goServer) remove(c *goConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -10,7 +10,7 @@ import (
 // IdleResult is the server memory per idle connection of one contender.
 type IdleResult struct {
 	Contender    string
-	Mode         string // what an idle connection did: "subscribed" or "connected, no query"
+	Mode         string // state of an idle connection: "subscribed" or "connected, no query"
 	NotAvailable string
 	Opened       int // connections the clients opened
 	Held         int // connections the server held at the end

@@ -125,7 +125,7 @@ func (s *natsServer) publish(key uint32, frame []byte) error {
 
 func (s *natsServer) flush() error {
 	if err := s.pub.FlushTimeout(natsFlushTimeout); err != nil {
-		return fmt.Errorf("nats-server did not answer a PING within %v: %w", natsFlushTimeout, err)
+		return fmt.Errorf("nats-server sent no PONG within %v: %w", natsFlushTimeout, err)
 	}
 	return nil
 }

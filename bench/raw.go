@@ -25,9 +25,9 @@ import (
 //
 // Invariants:
 //
-//  1. Only the producer writes ring slots; a slot holds a *rawMsg whose seq
+//  1. Only the producer writes ring slots. A slot holds a *rawMsg whose seq
 //     is the ring position it was published at, so a reader detects an
-//     overwritten slot by comparing seq (the connection is lapped).
+//     overwritten slot (a lapped connection) by comparing seq.
 //  2. head is stored after the slot it covers, so every position below a
 //     loaded head is readable.
 //  3. A connection's cursor is the position of the next frame it needs and

@@ -179,19 +179,23 @@ func bulkGoal(res *Results) Goal {
 func catchUpGoal(res *Results) Goal {
 	g := Goal{Name: "catch-up of 500,000 changed bindings", Target: "< 1 s", Status: GoalNotAvailable, Measured: "not measured in this run"}
 	s := res.Store
-	if s == nil || s.CatchUpBulk <= 0 {
+	if s == nil || s.CatchUp == 0 {
+		return g
+	}
+	took, how := s.CatchUpActive, "ACTIVELEASEQUERY with OPTION_LQ_START_TIME"
+	if took <= 0 {
+		took, how = s.CatchUpBulk, "Bulk Leasequery with OPTION_LQ_START_TIME (Active catch-up not available)"
+	}
+	if took <= 0 {
 		return g
 	}
 	// The goal is about 500,000 bindings; a smaller run is scaled.
-	scaled := time.Duration(float64(s.CatchUpBulk) * 500_000 / float64(s.CatchUp))
-	g.Measured = fmt.Sprintf("%v for %d through Bulk Leasequery with OPTION_LQ_START_TIME", s.CatchUpBulk.Round(time.Millisecond), s.CatchUp)
+	scaled := time.Duration(float64(took) * 500_000 / float64(s.CatchUp))
+	g.Measured = fmt.Sprintf("%v for %d through %s", took.Round(time.Millisecond), s.CatchUp, how)
 	if s.CatchUp != 500_000 {
 		g.Measured += fmt.Sprintf(" (%v scaled to 500,000)", scaled.Round(time.Millisecond))
 	}
 	g.Status = passMiss(scaled < time.Second)
-	if s.CatchUpActive != "" {
-		g.Status += " (Active catch-up not available)"
-	}
 	return g
 }
 
@@ -475,13 +479,16 @@ func (res *Results) markdownStore(w func(string, ...any)) {
 		si(s.BulkAlqd), s.BulkFrameSize, si(s.BulkRawWire), ratio(s.BulkAlqd, s.BulkRawWire))
 	w("| same, read by the `requestor` package | %s | decoding reader: %s | %.2fx |\n",
 		si(s.BulkRequestor), si(s.BulkAlqd), ratio(s.BulkRequestor, s.BulkAlqd))
+	if s.CatchUpActiveNA != "" {
+		w("| catch-up of %d changed bindings, ACTIVELEASEQUERY with OPTION_LQ_START_TIME | not available | | |\n", s.CatchUp)
+	} else {
+		w("| catch-up of %d changed bindings, ACTIVELEASEQUERY with OPTION_LQ_START_TIME until CatchUpComplete | %s | store `Changed` scan: %s | %.2fx |\n",
+			s.CatchUp, ms(s.CatchUpActive), ms(s.CatchUpStore), ratio(s.CatchUpStore.Seconds(), s.CatchUpActive.Seconds()))
+	}
 	w("| catch-up of %d changed bindings, Bulk Leasequery with OPTION_LQ_START_TIME | %s | store `Changed` scan: %s | %.2fx |\n",
 		s.CatchUp, ms(s.CatchUpBulk), ms(s.CatchUpStore), ratio(s.CatchUpStore.Seconds(), s.CatchUpBulk.Seconds()))
 	w("| same | %s | raw frames on one connection: %s | %.2fx |\n",
 		ms(s.CatchUpBulk), ms(s.CatchUpRaw), ratio(s.CatchUpRaw.Seconds(), s.CatchUpBulk.Seconds()))
-	if s.CatchUpActive != "" {
-		w("| catch-up through ACTIVELEASEQUERY with OPTION_LQ_START_TIME | not available | | |\n")
-	}
 	w("\nRatios are alqd over the anchor for rates and anchor over alqd for times, so above 1 is faster.\n\n")
 }
 

@@ -33,23 +33,26 @@ type StoreResult struct {
 	IngestWriters, IngestBatch           int
 
 	// Bulk dump of BulkBindings by QUERY_BY_RELAY_ID over one connection,
-	// bindings per second: alqd read by a decoding reader, alqd read by
-	// the requestor package, the store's own relay-id scan and the same
-	// count of pre-encoded frames of the same size written raw (anchors).
+	// in bindings per second. alqd is read by a decoding reader and by the
+	// requestor package. The anchors are the store's own relay-id scan and
+	// the same count of pre-encoded frames of the same size written raw.
 	BulkBindings                   int
 	BulkFrameSize                  float64 // mean frame size alqd sent, octets
 	BulkAlqd, BulkRequestor        float64
 	BulkStoreScan, BulkRawWire     float64
 	BulkSeconds, BulkRequestorSecs float64
 
-	// Catch-up of CatchUp changed bindings (of BulkBindings): through a
-	// Bulk Leasequery with OPTION_LQ_START_TIME and through the store's
-	// Changed scan, in seconds. Active catch-up waits for Active
-	// Leasequery (see Results.NotAvailable).
+	// Catch-up of CatchUp changed bindings (of BulkBindings): through an
+	// ACTIVELEASEQUERY with OPTION_LQ_START_TIME until CatchUpComplete,
+	// through a Bulk Leasequery with the same start time, through the
+	// store's Changed scan, and as raw frames on one connection.
 	CatchUp                 int
+	CatchUpActive           time.Duration
 	CatchUpBulk, CatchUpRaw time.Duration
 	CatchUpStore            time.Duration
-	CatchUpActive           string // reason, when not available
+	// CatchUpActiveNA is the reason the Active catch-up could not run, ""
+	// when it ran.
+	CatchUpActiveNA string
 }
 
 // storeScenario measures ingest, then loads BulkBindings bindings for the
@@ -235,7 +238,8 @@ func (r *runner) bulkBench(ctx context.Context, res *StoreResult) error {
 	}
 	fmt.Fprintf(r.log, "loaded %d bindings in %v\n", r.scale.bulkBindings, time.Since(began).Round(time.Millisecond))
 
-	srv, err := server.New(alqdServerConfig(alqdConfig{MaxConns: 64}), st, server.WithLogger(discardLogger))
+	active := alqdActive() == nil
+	srv, err := server.New(alqdServerConfig(alqdConfig{MaxConns: 64, Active: active}), st, server.WithLogger(discardLogger))
 	if err != nil {
 		return err
 	}
@@ -254,8 +258,11 @@ func (r *runner) bulkBench(ctx context.Context, res *StoreResult) error {
 	}
 	addr := srv.Addr().String()
 
-	// The store scan anchor runs first and so also warms the block cache
-	// for the dumps after it.
+	// An untimed scan first warms the block cache, so that the anchor and
+	// the dumps after it all read a warm cache.
+	if _, err := countIter(st.ByRelayID(relayDUID(0), netip.Addr{})); err != nil {
+		return err
+	}
 	began = time.Now()
 	scanned, err := countIter(st.ByRelayID(relayDUID(0), netip.Addr{}))
 	if err != nil {
@@ -329,12 +336,84 @@ func (r *runner) catchUpBench(ctx context.Context, st *store.Store, addr string,
 		return err
 	}
 	res.CatchUpRaw = time.Duration(float64(r.scale.catchUp) / rate * float64(time.Second))
+
 	if err := alqdActive(); err != nil {
-		res.CatchUpActive = notAvailableReason(err)
+		res.CatchUpActiveNA = notAvailableReason(err)
+	} else {
+		n, took, err := activeCatchUp(ctx, addr, codec.DHCPTime(mark))
+		if err != nil {
+			return fmt.Errorf("catch-up through Active Leasequery: %w", err)
+		}
+		if n != r.scale.catchUp {
+			return fmt.Errorf("catch-up through Active Leasequery returned %d bindings, want %d", n, r.scale.catchUp)
+		}
+		res.CatchUpActive = took
 	}
-	fmt.Fprintf(r.log, "catch-up of %d changed bindings: bulk with start time %v, store scan %v, raw wire %v\n",
-		r.scale.catchUp, res.CatchUpBulk.Round(time.Millisecond), res.CatchUpStore.Round(time.Millisecond), res.CatchUpRaw.Round(time.Millisecond))
+	fmt.Fprintf(r.log, "catch-up of %d changed bindings: active %v, bulk with start time %v, store scan %v, raw wire %v\n",
+		r.scale.catchUp, res.CatchUpActive.Round(time.Millisecond), res.CatchUpBulk.Round(time.Millisecond),
+		res.CatchUpStore.Round(time.Millisecond), res.CatchUpRaw.Round(time.Millisecond))
 	return nil
+}
+
+// activeCatchUp sends an ACTIVELEASEQUERY for relay 0 with
+// OPTION_LQ_START_TIME start and reads until the LEASEQUERY-DATA with
+// status CatchUpComplete (RFC 7653 section 9.3). It returns the bindings
+// received and the time from sending the query to CatchUpComplete.
+func activeCatchUp(ctx context.Context, addr string, start uint32) (bindings int, took time.Duration, err error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp4", addr)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Minute))
+	began := time.Now()
+	if _, err := conn.Write(activeCatchUpQuery(start)); err != nil {
+		return 0, 0, err
+	}
+	fr := codec.NewFrameReader(conn, 0)
+	var msg codec.Message
+	var data codec.ClientData
+	for {
+		b, err := fr.ReadFrame()
+		if err != nil {
+			return bindings, 0, fmt.Errorf("after %d bindings: %w", bindings, err)
+		}
+		if err := msg.Decode(b); err != nil {
+			return bindings, 0, fmt.Errorf("message after %d bindings: %w", bindings, err)
+		}
+		status, ok, err := msg.Options.Status()
+		switch {
+		case err != nil:
+			return bindings, 0, err
+		case ok && status.Code == codec.StatusCatchUpComplete:
+			return bindings, time.Since(began), nil
+		case ok && status.Code != codec.StatusSuccess:
+			return bindings, 0, &codec.StatusError{Code: status.Code, Msg: string(status.Message)}
+		}
+		if body, ok := msg.Options.ClientData(); ok {
+			if err := data.Decode(body); err != nil {
+				return bindings, 0, fmt.Errorf("OPTION_CLIENT_DATA after %d bindings: %w", bindings, err)
+			}
+			bindings += len(data.Addrs) + len(data.Prefixes)
+		}
+	}
+}
+
+// activeCatchUpQuery returns a framed ACTIVELEASEQUERY by relay-id 0 with
+// OPTION_LQ_START_TIME (RFC 7653 section 6.2.1).
+func activeCatchUpQuery(start uint32) []byte {
+	b := activeQuery(2, true, 0)
+	var msg codec.Message
+	if err := msg.Decode(b[codec.FrameHeaderLen:]); err != nil {
+		panic(fmt.Sprintf("bench: decoding the ACTIVELEASEQUERY just built: %v", err))
+	}
+	msg.Options.Add(codec.OptLQStartTime, binary.BigEndian.AppendUint32(nil, start))
+	out, err := msg.AppendFrameTo(nil)
+	if err != nil {
+		panic(fmt.Sprintf("bench: encoding ACTIVELEASEQUERY: %v", err))
+	}
+	return out
 }
 
 // loadBindings applies bindings [first, first+count) in batches.
@@ -385,7 +464,7 @@ func bulkQuery(start uint32, withStart bool) []byte {
 }
 
 // bulkDump runs one bulk query on a new connection and decodes every
-// message; it returns the bindings, the octets received and the time from
+// message. It returns the bindings, the octets received and the time from
 // sending the query to LEASEQUERY-DONE.
 func bulkDump(ctx context.Context, addr string, start uint32, withStart bool) (bindings int, octets int64, took time.Duration, err error) {
 	var d net.Dialer
