@@ -336,16 +336,10 @@ func (q *activeQuery) markBlocked(c *conn, now time.Time) {
 	c.startDraining()
 }
 
-// controlTime returns the base-time of a message without binding data. It
-// is now when the connection has been sent every published change. Else it
-// is the base-time of its last LEASEQUERY-DATA, so that no change still to
-// come is before it (see dataBase).
+// controlTime returns the base-time of a message without binding data
+// (see controlBase).
 func (q *activeQuery) controlTime(now time.Time) time.Time {
-	s := q.sub
-	if s != nil && s.State() == fanout.StateLive && s.Seq() >= q.conn.srv.active.ring.LastSeq() {
-		return now
-	}
-	return time.Unix(q.lastBase, 0)
+	return controlBase(q.sub, q.conn.srv.active.ring, q.lastBase, now)
 }
 
 // appendStatusData appends a LEASEQUERY-DATA that carries only status and,

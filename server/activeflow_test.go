@@ -289,10 +289,38 @@ func TestActiveFilteredQueries(t *testing.T) {
 // that base-time may still have been unsent, so the resumed connection
 // ends with the exact state of every binding.
 func TestActiveResumeFromLaggingConnection(t *testing.T) {
+	lagging := func(t *testing.T, srv *Server) *activeRequestor {
+		return &activeRequestor{testRequestor: dialSmallBuffer(t, srv, 4096), view: map[netip.Prefix]leaseState{}}
+	}
+	resumed := func(t *testing.T, srv *Server) *activeRequestor { return dialActive(t, srv) }
+	testResumeFromLagging(t, activeConfig(), lagging, resumed)
+}
+
+// TestTLSActiveResumeFromLaggingConnection is
+// TestActiveResumeFromLaggingConnection over TLS, where the hub copies
+// updates into the connection's outbox.
+func TestTLSActiveResumeFromLaggingConnection(t *testing.T) {
+	f := newTLSFixture(t)
+	lagging := func(t *testing.T, srv *Server) *activeRequestor {
+		r := dialSmallBuffer(t, srv, 4096)
+		r.startTLS(1)
+		tr, err := r.handshake(f.clientConfig(f.client))
+		if err != nil {
+			t.Fatalf("TLS handshake: %v", err)
+		}
+		return &activeRequestor{testRequestor: tr, view: map[netip.Prefix]leaseState{}}
+	}
+	resumed := func(t *testing.T, srv *Server) *activeRequestor { return dialActiveTLS(t, srv, f) }
+	testResumeFromLagging(t, f.activeConfig(), lagging, resumed)
+}
+
+// testResumeFromLagging runs the lagging-resume check on a server with cfg:
+// dialLagging opens the connection that stops reading, dialResumed the one
+// that resumes from its last base-time.
+func testResumeFromLagging(t *testing.T, cfg Config, dialLagging, dialResumed func(*testing.T, *Server) *activeRequestor) {
 	clock := newTestClock(testNow)
 	st := openStoreAt(t, t.TempDir(), clock, 0)
 	closeAtEnd(t, st)
-	cfg := activeConfig()
 	cfg.NotSentLowWater = 1024
 	cfg.ActiveRingSize = 64
 	srv := startServerAt(t, st, cfg, clock)
@@ -302,23 +330,41 @@ func TestActiveResumeFromLaggingConnection(t *testing.T) {
 	if err := ch.all(ctx, st); err != nil {
 		t.Fatal(err)
 	}
-	a := &activeRequestor{testRequestor: dialSmallBuffer(t, srv, 4096), view: map[netip.Prefix]leaseState{}}
+	a := dialLagging(t, srv)
 	a.start(0x81, nil, oro(codec.OptLQBaseTime), startTime(testNow.Add(-time.Hour)))
 	a.readUntil(5*time.Second, "initial catch-up", func() bool {
 		return len(a.statuses) > 0 && a.statuses[len(a.statuses)-1] == codec.StatusCatchUpComplete
 	})
 
-	// The requestor stops reading while 40 seconds of changes happen.
+	// The requestor stops reading. Changes go on until its connection is
+	// blocked (a TLS one takes a 64 KiB outbox first), and for 20 seconds
+	// after that, so that it lags behind the ring.
 	blocked := srv.active.ring.Stats().Blocked
-	for i := 0; i < 40; i++ {
+	for i := 0; srv.active.ring.Stats().Blocked == blocked; i++ {
+		if i == 500 {
+			t.Fatal("the requestor was not blocked after 500 seconds of changes")
+		}
 		if err := ch.round(ctx, st, 30); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, "requestor blocked", func() bool { return srv.active.ring.Stats().Blocked > blocked })
+	for range 20 {
+		if err := ch.round(ctx, st, 30); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resyncs := srv.active.ring.Stats().Resyncs
 
-	// It reads part of what follows and loses the connection.
-	for range 150 {
+	// It reads until the server resumes it from the store, which happens
+	// once the output queued before the block is in the kernel. At most a
+	// few KiB of that output is still unread then, and the resync sends up
+	// to one message per binding of the pool, so 100 messages later the
+	// requestor is in the middle of the resync when it loses the
+	// connection.
+	a.readUntil(10*time.Second, "the store resync after the block", func() bool {
+		return srv.active.ring.Stats().Resyncs > resyncs
+	})
+	for range 100 {
 		if _, err := a.nextEvent(5 * time.Second); err != nil {
 			t.Fatalf("reading after the block: %v", err)
 		}
@@ -329,7 +375,8 @@ func TestActiveResumeFromLaggingConnection(t *testing.T) {
 	}
 	_ = a.conn.Close()
 
-	b := &activeRequestor{testRequestor: dial(t, srv), view: a.view}
+	b := dialResumed(t, srv)
+	b.view = a.view
 	b.start(0x82, nil, oro(codec.OptLQBaseTime), uint32Option(codec.OptLQStartTime, checkpoint))
 	b.readUntil(5*time.Second, "catch-up from the checkpoint", func() bool {
 		return len(b.statuses) > 0 && b.statuses[len(b.statuses)-1] == codec.StatusCatchUpComplete

@@ -152,18 +152,13 @@ func (la *loopActive) Deliver(s *fanout.Subscriber, batch []*fanout.Update) (int
 		la.heads = make([]byte, 0, need)
 	}
 	heads, iov := la.heads[:0], la.iov[:0]
-	last := len(batch) - 1
-	upToDate := s.State() == fanout.StateLive && batch[last].Seq >= la.loop.srv.active.ring.LastSeq()
+	bases := newBatchBases(la.nowUnix, s, la.loop.srv.active.ring, batch)
 	var base int64
 	for i, u := range batch {
 		if len(u.Bodies) <= q.view {
 			continue // a placeholder from a store scan or an unencodable binding
 		}
-		var next *fanout.Update
-		if i < last {
-			next = batch[i+1]
-		}
-		base = dataBase(la.nowUnix, u, next, upToDate)
+		base = bases.at(i)
 		body := la.bodyAt(u, q.view, base)
 		start := len(heads)
 		heads = appendDataHead(heads, q.head.xid, len(body), q.head.baseTime, dhcpSeconds(base))
@@ -231,6 +226,48 @@ func dataBase(nowUnix int64, u, next *fanout.Update, upToDate bool) int64 {
 	// Never before the body's own second, which would need negative aging
 	// (a server clock behind the store's).
 	return max(limit, u.ChangeTime.Unix())
+}
+
+// batchBases computes the base-times of the LEASEQUERY-DATA messages of one
+// Deliver batch (see dataBase). The event loops and the TLS hubs both use
+// it, so that a requestor resumes as losslessly over TLS as over plaintext.
+type batchBases struct {
+	nowUnix  int64
+	batch    []*fanout.Update
+	upToDate bool // the batch ends at the ring's last change for a live subscriber
+}
+
+// newBatchBases returns the base-times of batch, delivered to s at the
+// Unix second nowUnix. batch must not be empty.
+func newBatchBases(nowUnix int64, s *fanout.Subscriber, ring *fanout.Ring, batch []*fanout.Update) batchBases {
+	upToDate := s.State() == fanout.StateLive && batch[len(batch)-1].Seq >= ring.LastSeq()
+	return batchBases{nowUnix: nowUnix, batch: batch, upToDate: upToDate}
+}
+
+// at returns the base-time, in Unix seconds, of the message that carries
+// batch[i].
+//
+// hot path: once per delivered update.
+func (b *batchBases) at(i int) int64 {
+	var next *fanout.Update
+	if i+1 < len(b.batch) {
+		next = b.batch[i+1]
+	}
+	return dataBase(b.nowUnix, b.batch[i], next, b.upToDate)
+}
+
+// controlBase returns the base-time of a message without binding data
+// (keepalive, CatchUpComplete, LEASEQUERY-DONE) for the subscriber sub,
+// which may be nil. It is now when sub has been sent every published
+// change. Else it is lastBase, the base-time of the connection's last
+// LEASEQUERY-DATA with binding data (or of its REPLY), so that no change
+// still to come is before it (see dataBase). Call it on the goroutine that
+// owns sub.
+func controlBase(sub *fanout.Subscriber, ring *fanout.Ring, lastBase int64, now time.Time) time.Time {
+	if sub != nil && sub.State() == fanout.StateLive && sub.Seq() >= ring.LastSeq() {
+		return now
+	}
+	return time.Unix(lastBase, 0)
 }
 
 // dhcpSeconds converts Unix seconds to a DHCP absolute time.

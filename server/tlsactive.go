@@ -29,6 +29,12 @@ type tlsActive struct {
 	catchingUp    bool
 	catchUpTarget uint64
 
+	// lastBase is the base-time, in Unix seconds, of the last
+	// LEASEQUERY-DATA with binding data, or of the REPLY before the first
+	// (see controlBase). Hub goroutine only, or any goroutine once the hub
+	// has stopped.
+	lastBase int64
+
 	// Flusher goroutine only (one runs at a time).
 	spare []byte // the outbox buffer written last, reused for the next
 
@@ -37,30 +43,45 @@ type tlsActive struct {
 	idle      *time.Timer    // ACTIVE_LQ_IDLE_TIMEOUT keepalive check
 }
 
-// appendUpdate appends u as a LEASEQUERY-DATA: header, base-time and the
-// shared body, with lifetimes and OPTION_CLT_TIME moved on to nowSec when
-// the body was encoded in an earlier second (see updateEncoder).
+// appendUpdate appends u as a LEASEQUERY-DATA: header, base-time base (Unix
+// seconds, from batchBases) and the shared body, with lifetimes and
+// OPTION_CLT_TIME moved on to base when the body was encoded in an earlier
+// second (see updateEncoder).
 //
 // hot path: once per delivered update.
-func (a *tlsActive) appendUpdate(b []byte, u *fanout.Update, nowSec uint32) []byte {
+func (a *tlsActive) appendUpdate(b []byte, u *fanout.Update, base int64) []byte {
 	body := u.Bodies[a.view]
-	encoded := codec.DHCPTime(u.ChangeTime)
-	elapsed := int32(nowSec - encoded) // modulo 2^32, like the times themselves
+	b = appendDataHead(b, a.head.xid, len(body), a.head.baseTime, dhcpSeconds(base))
+	elapsed := base - u.ChangeTime.Unix()
 	if elapsed <= 0 {
-		b = appendDataHead(b, a.head.xid, len(body), a.head.baseTime, encoded)
 		return append(b, body...)
 	}
-	b = appendDataHead(b, a.head.xid, len(body), a.head.baseTime, nowSec)
-	return appendAged(b, body, uint32(elapsed))
+	return appendAged(b, body, uint32(min(elapsed, infinity)))
 }
 
 // statusData returns a builder of a LEASEQUERY-DATA with only status and,
-// when forced or requested, OPTION_LQ_BASE_TIME.
-func (a *tlsActive) statusData(status *codec.StatusError, forceBase bool) func([]byte) ([]byte, error) {
-	s := a.t.srv
+// when forced or requested, OPTION_LQ_BASE_TIME at base-time at.
+func (a *tlsActive) statusData(at time.Time, status *codec.StatusError, forceBase bool) func([]byte) ([]byte, error) {
+	p := &a.t.srv.policy
 	return func(b []byte) ([]byte, error) {
 		q := activeQuery{head: a.head}
-		return q.appendStatusData(b, s.clock(), status, forceBase, &s.policy)
+		return q.appendStatusData(b, at, status, forceBase, p)
+	}
+}
+
+// controlTime returns the base-time of a message without binding data (see
+// controlBase); it runs on the hub goroutine.
+func (a *tlsActive) controlTime() time.Time {
+	s := a.t.srv
+	return controlBase(a.sub, s.active.ring, a.lastBase, s.clock())
+}
+
+// keepalive queues a LEASEQUERY-DATA without binding data, which tells an
+// idle requestor that the connection is alive (RFC 7653 section 8.4); it
+// runs on the hub goroutine.
+func (a *tlsActive) keepalive() {
+	if err := a.add(a.statusData(a.controlTime(), nil, false), false, 0); err != nil {
+		a.t.log.Error("encoding a keepalive failed", "err", err)
 	}
 }
 
@@ -76,7 +97,7 @@ func (a *tlsActive) checkCatchUp(h *tlsHub) {
 func (a *tlsActive) catchUpComplete(h *tlsHub) {
 	a.catchingUp = false
 	status := &codec.StatusError{Code: codec.StatusCatchUpComplete, Msg: "every binding changed since the start time has been sent"}
-	if err := a.add(a.statusData(status, false), false, 0); err != nil {
+	if err := a.add(a.statusData(a.controlTime(), status, false), false, 0); err != nil {
 		a.t.log.Error("encoding CatchUpComplete failed", "err", err)
 		return
 	}
@@ -89,14 +110,16 @@ func (a *tlsActive) catchUpComplete(h *tlsHub) {
 // loops. It runs on the hub goroutine.
 func (a *tlsActive) dataMissing(h *tlsHub) {
 	status := &codec.StatusError{Code: codec.StatusDataMissing, Msg: "the history was trimmed below this connection's position; recover with a Bulk Leasequery"}
-	if err := a.add(a.statusData(status, true), false, 0); err != nil {
+	now := h.srv.clock()
+	if err := a.add(a.statusData(now, status, true), false, 0); err != nil {
 		a.t.log.Error("encoding DataMissing failed", "err", err)
 	}
+	a.lastBase = now.Unix()
 	h.group.Remove(a.sub)
 	a.sub, a.catchingUp = nil, false
 	sub, err := h.group.Subscribe(a.filter, h.srv.active.ring.LastSeq(), a)
 	if err != nil {
-		a.finish(CloseShutdown, "the server is shutting down")
+		a.finishOnHub(CloseShutdown, "the server is shutting down")
 		return
 	}
 	a.sub = sub
@@ -106,13 +129,28 @@ func (a *tlsActive) dataMissing(h *tlsHub) {
 
 // finish closes the outbox behind a LEASEQUERY-DONE with QueryTerminated
 // and the base-time (RFC 7653 sections 8.4 and 9.5). The connection's
-// goroutine writes it and then closes with reason. Safe from any goroutine.
+// goroutine writes it and then closes with reason. Safe from any goroutine
+// but the hub's, which calls finishOnHub: the base-time is chosen on the
+// hub goroutine, which owns the subscriber, and the outbox is closed when
+// finish returns. Once the hub has stopped, the base-time is lastBase.
 func (a *tlsActive) finish(reason CloseReason, msg string) {
+	if !a.hub.doWait(func() { a.finishOnHub(reason, msg) }) {
+		a.finishAt(time.Unix(a.lastBase, 0), reason, msg)
+	}
+}
+
+// finishOnHub is finish on the hub goroutine.
+func (a *tlsActive) finishOnHub(reason CloseReason, msg string) {
+	a.finishAt(a.controlTime(), reason, msg)
+}
+
+// finishAt is finish with the base-time at.
+func (a *tlsActive) finishAt(at time.Time, reason CloseReason, msg string) {
 	s := a.t.srv
 	head := a.head
 	head.baseTime = !s.policy.deny.has(codec.OptLQBaseTime)
 	status := &codec.StatusError{Code: codec.StatusQueryTerminated, Msg: msg}
-	err := a.add(func(b []byte) ([]byte, error) { return head.appendDone(b, s.clock(), status) }, true, reason)
+	err := a.add(func(b []byte) ([]byte, error) { return head.appendDone(b, at, status) }, true, reason)
 	if err != nil {
 		a.t.log.Error("encoding LEASEQUERY-DONE failed", "err", err)
 	}
@@ -189,6 +227,7 @@ func (a *tlsActive) start(r *request) CloseReason {
 	m := &s.metrics.active
 	now := s.clock()
 
+	a.lastBase = now.Unix()
 	after := s.active.ring.LastSeq()
 	a.catchUpTarget = after
 	var status *codec.StatusError

@@ -2,9 +2,7 @@ package server
 
 import (
 	"errors"
-	"time"
 
-	"github.com/alqd/alqd/codec"
 	"github.com/alqd/alqd/fanout"
 )
 
@@ -21,9 +19,11 @@ import (
 // Invariants:
 //
 //  1. Order: everything a connection sends after its LEASEQUERY-REPLY goes
-//     through its outbox in order: updates and CatchUpComplete or
-//     DataMissing from the hub, keepalives from the keepalive timer, and
-//     the final LEASEQUERY-DONE from whichever goroutine ends the query.
+//     through its outbox in order: updates, CatchUpComplete, DataMissing
+//     and keepalives from the hub (the keepalive timer asks the hub), and
+//     the final LEASEQUERY-DONE from the hub on behalf of whichever
+//     goroutine ends the query (from that goroutine once the hub has
+//     stopped).
 //  2. Blocked: a Deliver that leaves the outbox at tlsOutboxLimit octets or
 //     more reports the subscriber blocked (RFC 7653 section 2: the
 //     connection takes no more). The flusher requests the hub to unblock it
@@ -34,9 +34,13 @@ import (
 //  3. Send timeout: every TLS record write has ACTIVE_LQ_SEND_TIMEOUT as its
 //     deadline, so a requestor that takes nothing for that long is closed
 //     as a slow consumer (RFC 7653 section 9.3).
-//  4. Ownership: the subscriber, catchingUp and the hub's times belong to
-//     the hub goroutine; other goroutines reach them only through
-//     tlsHub.do. The outbox is shared under its mutex.
+//  4. Ownership: the subscriber, catchingUp, lastBase and the hub's time
+//     belong to the hub goroutine; other goroutines reach them only through
+//     tlsHub.do, or after the hub has stopped. The outbox is shared under
+//     its mutex.
+//  5. Base-times: the hub gives every message the base-time a plaintext
+//     connection would get (batchBases, controlBase), so that resuming
+//     from the last one received loses no change.
 //
 // Rejected alternative: a fanout group per TLS connection. It would let
 // the connection's goroutine pump and write itself, but every group walks
@@ -55,9 +59,8 @@ type tlsHub struct {
 	stop  chan struct{}
 	done  chan struct{}
 
-	// Times taken once per Pump: the server clock and its DHCP second.
-	now    time.Time
-	nowSec uint32
+	// nowUnix is the server clock, in Unix seconds, taken once per Pump.
+	nowUnix int64
 
 	// catching lists the queries whose catch-up may still need
 	// CatchUpComplete.
@@ -96,8 +99,7 @@ func (h *tlsHub) run() {
 	for {
 		select {
 		case <-h.wakeC:
-			h.now = h.srv.clock()
-			h.nowSec = codec.DHCPTime(h.now)
+			h.nowUnix = h.srv.clock().Unix()
 			h.group.Pump(h)
 			h.checkCatchUps()
 		case fn := <-h.ctl:
@@ -160,11 +162,14 @@ func (h *tlsHub) Deliver(s *fanout.Subscriber, batch []*fanout.Update) (int, boo
 		o.mu.Unlock()
 		return len(batch), false
 	}
-	for _, u := range batch {
+	bases := newBatchBases(h.nowUnix, s, h.srv.active.ring, batch)
+	for i, u := range batch {
 		if len(u.Bodies) <= a.view {
 			continue // a placeholder from a store scan or an unencodable binding
 		}
-		o.buf = a.appendUpdate(o.buf, u, h.nowSec)
+		base := bases.at(i)
+		o.buf = a.appendUpdate(o.buf, u, base)
+		a.lastBase = base
 	}
 	blocked := len(o.buf) >= tlsOutboxLimit
 	o.blocked = o.blocked || blocked
@@ -214,7 +219,7 @@ func (h *tlsHub) Failed(s *fanout.Subscriber, err error) {
 	a.t.log.Error("active query store scan failed", "xid", a.head.xid, "err", err)
 	h.group.Remove(s)
 	a.sub = nil
-	a.finish(CloseQueryAborted, "the binding store failed")
+	a.finishOnHub(CloseQueryAborted, "the binding store failed")
 }
 
 // hub returns the TLS hub for the connection id, starting the hubs on

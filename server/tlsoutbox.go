@@ -180,16 +180,14 @@ func (a *tlsActive) ended() (CloseReason, error, bool) {
 
 // checkIdle runs from the keepalive timer: a connection that was sent
 // nothing for ACTIVE_LQ_IDLE_TIMEOUT gets a LEASEQUERY-DATA without
-// binding data (RFC 7653 section 8.4). It re-arms the timer until the
-// outbox closes.
+// binding data (RFC 7653 section 8.4). The hub goroutine builds it because
+// it owns the subscriber whose cursor controlBase reads. checkIdle re-arms
+// the timer until the outbox closes.
 func (a *tlsActive) checkIdle() {
 	timeout := a.t.srv.cfg.ActiveIdleTimeout
 	since := time.Since(time.Unix(0, a.lastWrite.Load()))
 	if since >= timeout {
-		err := a.add(a.statusData(nil, false), false, 0)
-		if err != nil {
-			a.t.log.Error("encoding a keepalive failed", "err", err)
-		}
+		a.hub.do(a.keepalive) // a stopped hub means a shutdown, which sends DONE
 		since = 0
 	}
 
