@@ -129,10 +129,10 @@ func (f Filter) Validate() error {
 		}
 	case FilterByAddress, FilterByLinkAddress:
 		if len(k.Value) != 16 {
-			return fmt.Errorf("%w: %v key value is %d bytes, expected 16 (use AddressKey or LinkAddressKey)", ErrInvalidFilter, k.Kind, len(k.Value))
+			return fmt.Errorf("%w: %v key value is %d bytes, expected the 16 bytes that AddressKey and LinkAddressKey build", ErrInvalidFilter, k.Kind, len(k.Value))
 		}
 		if k.Kind == FilterByLinkAddress && addrOf(k.Value).IsUnspecified() {
-			return fmt.Errorf("%w: %v key is the unspecified address ::", ErrInvalidFilter, k.Kind)
+			return fmt.Errorf("%w: %v key is the unspecified address (::)", ErrInvalidFilter, k.Kind)
 		}
 	case FilterByClientID, FilterByRelayID, FilterByRemoteID:
 		if k.Value == "" {

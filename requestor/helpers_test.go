@@ -87,14 +87,3 @@ func msg(t codec.MsgType, xid uint32, opts ...[]byte) []byte {
 	return requestortest.Msg(t, xid, opts...)
 }
 
-// waitFor polls cond every 5 ms until it holds or 5 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -188,7 +188,6 @@ type saturation struct {
 	deliveriesPerSec float64
 	publishedPerSec  float64
 	cpuPerMillion    float64 // server process CPU seconds per million deliveries
-	stats            string
 }
 
 // saturateRound runs c's producer for benchRound, counts what its

@@ -209,13 +209,13 @@ func metricsMux(reg *prometheus.Registry) *http.ServeMux {
 func startFollower(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, o *options, st *store.Store, log *slog.Logger) (*ingest.Follower, error) {
 	f, err := ingest.NewFollower(st, followerConfig(o, st, log))
 	if err != nil {
-		return nil, fmt.Errorf("Kea lease file follower: %w", err)
+		return nil, fmt.Errorf("following the Kea lease file: %w", err)
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := f.Run(ctx); err != nil {
-			errs <- fmt.Errorf("Kea lease file follower: %w", err)
+			errs <- fmt.Errorf("following the Kea lease file: %w", err)
 		}
 	}()
 	return f, nil

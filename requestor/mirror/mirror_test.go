@@ -111,7 +111,6 @@ func addrKey(a string) mirror.BindingKey {
 	return mirror.BindingKey{Type: requestor.TypeNA, Prefix: netip.PrefixFrom(netip.MustParseAddr(a), 128)}
 }
 
-func isCatchUpComplete(ev requestor.Event) bool { _, ok := ev.(requestor.CatchUpComplete); return ok }
 
 // TestMirrorFillsAndResumes fills an empty mirror by catch-up from start
 // time 0, then restarts it: the second run resumes from the stored
