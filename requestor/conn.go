@@ -183,6 +183,11 @@ func (c *Conn) write(ctx context.Context, b []byte) error {
 		return err
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.cfg.BulkDataTimeout))
+	if err := ctx.Err(); err != nil {
+		// Setting the deadline undid the past one that watch sets when
+		// ctx is cancelled, so an earlier cancel is caught here.
+		return c.fail(err)
+	}
 	_, err := c.nc.Write(b)
 	if err == nil {
 		return nil
@@ -205,6 +210,13 @@ func (c *Conn) read(ctx context.Context, timeout time.Duration) ([]byte, time.Ti
 		return nil, time.Time{}, err
 	}
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	if err := ctx.Err(); err != nil {
+		// Setting the deadline undid the past one that watch sets when
+		// ctx is cancelled, so an earlier cancel is caught here. ctx.Err is
+		// set before watch's function runs, so a later cancel still moves
+		// the deadline into the past.
+		return nil, time.Time{}, c.fail(err)
+	}
 	frame, err := c.frames.ReadFrame()
 	if err == nil {
 		return frame, time.Now(), nil
@@ -252,6 +264,9 @@ func (c *Conn) startTLS(ctx context.Context) error {
 	b, _ = codec.AppendHeader(b, codec.MsgStartTLS, xid)
 	b, _ = codec.EndFrame(b, start)
 	c.nc.SetDeadline(time.Now().Add(c.cfg.StartTLSTimeout))
+	if err := ctx.Err(); err != nil {
+		return err // setting the deadline undid the one watch sets on cancel
+	}
 	if _, err := c.nc.Write(b); err != nil {
 		return tlsErr(TLSClosed, nil, err)
 	}

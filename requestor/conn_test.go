@@ -398,6 +398,48 @@ func TestBulkContextCancel(t *testing.T) {
 	}
 }
 
+// TestActiveCancelBetweenReads cancels an active query between two reads,
+// after the context's watcher has already moved the deadline into the
+// past: the next read must not set a new deadline and wait out the
+// receive timeout.
+func TestActiveCancelBetweenReads(t *testing.T) {
+	srv := requestortest.NewServer(t, func(c *requestortest.Conn) {
+		if r, ok := c.Expect(codec.MsgActiveLeasequery); ok {
+			c.Send(msg(codec.MsgLeasequeryReply, r.Msg.TransactionID, optBase(10)))
+			c.WaitClosed(20 * time.Second)
+		}
+	})
+	cfg := testConfig(srv.Addr())
+	cfg.ReceiveTimeout = time.Hour
+	conn, err := requestor.Dial(testContext(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	ctx, cancel := context.WithCancel(testContext(t))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- conn.Active(ctx, requestor.ActiveQuery{}, func(ev requestor.Event) error {
+			if _, ok := ev.(requestor.Accepted); ok {
+				cancel()
+				// Let the watcher set its deadline before the next read.
+				time.Sleep(20 * time.Millisecond)
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Active error = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Active still reading 10 s after its context was cancelled")
+	}
+}
+
 func TestDialUnreachable(t *testing.T) {
 	_, err := requestor.Dial(testContext(t), testConfig(requestortest.ClosedPort(t)))
 	if !errors.Is(err, requestor.ErrUnreachable) {
