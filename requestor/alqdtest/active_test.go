@@ -43,11 +43,10 @@ func activeConfig() server.Config {
 	return server.Config{Active: true, Insecure: true, ActiveIdleTimeout: testIdleTimeout}
 }
 
-// testIdleTimeout is alqd's ACTIVE_LQ_IDLE_TIMEOUT in these tests.
-// NOTE: alqd sends CatchUpComplete from a periodic sweep whose period
-// follows this timeout when no live change comes after the catch-up data;
-// with the 60 s default a catch-up takes a minute to complete.
-const testIdleTimeout = 300 * time.Millisecond
+// testIdleTimeout is alqd's ACTIVE_LQ_IDLE_TIMEOUT in these tests, far
+// beyond their 20 s context: a test passes only if CatchUpComplete follows
+// the catch-up data by itself, not behind a keepalive.
+const testIdleTimeout = time.Hour
 
 // apply commits changes to the store.
 func apply(t *testing.T, st *store.Store, bs ...store.Binding) {
@@ -268,7 +267,16 @@ func TestAlqdMirrorAcrossRestarts(t *testing.T) {
 	clock := &fakeClock{t: now}
 	st := openStore(t, clock.Now)
 	apply(t, st, fixtures...)
-	srv1, stop1 := startServer(t, st, activeConfig(), clock.Now)
+	// A connection the proxy opens to a server that is shutting down can
+	// stay silent. A one-second receive timeout ends it, as
+	// ACTIVE_LQ_RCV_TIMEOUT would in the field, and alqd's keepalives at a
+	// third of that keep the healthy connections open. RFC 7653 section
+	// 8.4 sets the receive timeout at twice the idle timeout for the same
+	// reason.
+	const receiveTimeout = time.Second
+	srvCfg := activeConfig()
+	srvCfg.ActiveIdleTimeout = receiveTimeout / 3
+	srv1, stop1 := startServer(t, st, srvCfg, clock.Now)
 	px := newProxy(t, srv1.Addr().String())
 
 	want := map[netip.Prefix]bool{}
@@ -277,10 +285,7 @@ func TestAlqdMirrorAcrossRestarts(t *testing.T) {
 	}
 	cfg := mirror.Config{Dir: t.TempDir(), Requestor: config(px.addr())}
 	cfg.Requestor.RetryInterval = 50 * time.Millisecond
-	// A connection the proxy opens to a server that is shutting down can
-	// stay silent; the receive timeout ends it, as it would in the field.
-	// alqd sends a keepalive every testIdleTimeout, well within it.
-	cfg.Requestor.ReceiveTimeout = time.Second
+	cfg.Requestor.ReceiveTimeout = receiveTimeout
 
 	// runMirror runs a mirror until the returned stop is called, recording
 	// the start time of each connection.
@@ -339,7 +344,7 @@ func TestAlqdMirrorAcrossRestarts(t *testing.T) {
 	apply(t, st, released, added)
 	delete(want, released.Prefix)
 	want[added.Prefix] = true
-	srv2, _ := startServer(t, st, activeConfig(), clock.Now)
+	srv2, _ := startServer(t, st, srvCfg, clock.Now)
 	px.retarget(srv2.Addr().String())
 	waitFor(t, "the mirror to catch up after the server restart", func() bool { return mirrorMatches(t, m, want) })
 
