@@ -33,6 +33,36 @@ type activeState struct {
 	replied   bool // the LEASEQUERY-REPLY arrived
 	catchUp   bool // in the catch-up phase
 	bindings  int
+
+	// newestBase is the newest base-time received on the connection, for
+	// skewSample.
+	newestBase    uint32
+	hasNewestBase bool
+}
+
+// skewSample returns how m's base-time feeds the skew estimate and records
+// it. The REPLY carries the server's clock when it sent the reply (RFC 7653
+// section 9.3). Binding data may carry an older base-time: catch-up
+// replays older changes, and a server may give a lagging connection the
+// time it has reached, which rises with each message while staying behind
+// the server's clock. A message without binding data (keepalive,
+// CatchUpComplete, DataMissing, LEASEQUERY-DONE) carries the server's
+// clock or, on a lagging connection, the base-time of the last binding
+// data, so one with a base-time after every one received so far is
+// current.
+func (st *activeState) skewSample(m *message) skewSample {
+	base := m.info.BaseTime
+	newer := !st.hasNewestBase || serialAfter(base, st.newestBase)
+	if newer {
+		st.newestBase, st.hasNewestBase = base, true
+	}
+	switch {
+	case m.info.Type == codec.MsgLeasequeryReply:
+		return sampleCurrent
+	case newer && !m.hasClientData:
+		return sampleCurrent
+	}
+	return sampleBound
 }
 
 // sent reports the query as written, so that a Watcher can announce the
@@ -109,6 +139,9 @@ func (c *Conn) activeMessage(st *activeState, m *message, evs []Event) ([]Event,
 		return &ProtocolError{Type: m.info.Type, TransactionID: m.info.TransactionID, Reason: reason}
 	}
 	m.info.CatchUp = st.catchUp
+	if m.info.HasBaseTime {
+		c.dec.sampleSkew(m, st.skewSample(m))
+	}
 
 	switch m.info.Type {
 	case codec.MsgLeasequeryReply:

@@ -137,6 +137,9 @@ func (c *Conn) bulkMessage(q *bulkQuery, m *message, evs []Event) ([]Event, erro
 	violation := func(reason string) error {
 		return &ProtocolError{Type: m.info.Type, TransactionID: m.info.TransactionID, Reason: reason}
 	}
+	// Every message of a bulk answer carries the server's clock when it was
+	// built (RFC 7653 section 9.3).
+	c.dec.sampleSkew(m, sampleCurrent)
 	var err error
 	switch m.info.Type {
 	case codec.MsgLeasequeryReply:

@@ -57,12 +57,13 @@ func (d *messageDecoder) decode(frame []byte, received time.Time, source Source,
 		LocalBase:     received,
 	}}
 
-	// Times: the base-time feeds the skew estimate, and every relative time
-	// in the message counts from its local equivalent.
+	// Times: every relative time in the message counts from the local
+	// equivalent of its base-time, under the skew estimate so far. The
+	// query state machine then adds the message to the estimate with
+	// sampleSkew, because only it can tell what kind of sample it is.
 	if base, ok := opts.BaseTime(); ok {
 		m.info.BaseTime, m.info.HasBaseTime = base, true
-		skew := d.skew.observe(base, received)
-		m.info.LocalBase = localTime(base, skew, received)
+		m.info.LocalBase = localTime(base, d.skew.estimate(), received)
 	}
 
 	status, ok, err := opts.Status()
@@ -76,6 +77,17 @@ func (d *messageDecoder) decode(frame []byte, received time.Time, source Source,
 	m.serverID, _ = opts.ServerID()
 	m.clientLinks, _ = opts.Get(codec.OptLQClientLink)
 	return nil
+}
+
+// sampleSkew adds the base-time of m, if any, to the skew estimate as a
+// sample of the given kind and moves m's LocalBase to the new estimate.
+// Call it once per message, before its bindings are decoded.
+func (d *messageDecoder) sampleSkew(m *message, kind skewSample) {
+	if !m.info.HasBaseTime {
+		return
+	}
+	skew := d.skew.observe(m.info.BaseTime, m.info.Received, kind)
+	m.info.LocalBase = localTime(m.info.BaseTime, skew, m.info.Received)
 }
 
 // bindings appends one Binding event per address and prefix in the

@@ -25,7 +25,9 @@
 //   - Server times: every event carries the server's OPTION_LQ_BASE_TIME,
 //     and the times relative to it (lifetimes, OPTION_CLT_TIME) are converted
 //     to local times with a clock-skew estimate kept from the base-times
-//     (RFC 7653 section 8.5).
+//     (RFC 7653 section 8.5). Only base-times that are the server's clock
+//     when it sent the message move the estimate up; the older ones of
+//     catch-up data or of a lagging connection can only lower it.
 //
 // # What it never does
 //

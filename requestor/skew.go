@@ -35,6 +35,14 @@ const (
 //  4. skewStepResets consecutive samples more than skewStep above the
 //     estimate mean the server clock stepped back; the estimate restarts
 //     from the latest sample.
+//  5. Only a message whose base-time is the server's clock when it built
+//     the message gives a current sample, to which invariants 1 to 4
+//     apply. A server may give the binding data of a catch-up, or of a
+//     connection that lags behind its changes, an older base-time (alqd
+//     does, so that resuming from it loses no change). Such a base-time is
+//     never after the server's clock, so it gives a bound sample: it may
+//     lower the estimate as in invariant 3, but it never raises it or
+//     counts towards a reset.
 //
 // The alternative, a plain average, would drift by the queueing delay of
 // every catch-up burst. It is safe for concurrent use: a Watcher shares one
@@ -46,15 +54,28 @@ type skewEstimator struct {
 	highRun int // consecutive samples more than skewStep above the estimate
 }
 
+// skewSample is the kind of sample a message's base-time gives the skew
+// estimate (invariant 5 of skewEstimator).
+type skewSample uint8
+
+const (
+	sampleBound   skewSample = iota // at most the server's clock when it built the message
+	sampleCurrent                   // the server's clock when it built the message
+)
+
 // observe adds the sample for a message with the given base-time read at
 // received, and returns the new estimate.
-func (s *skewEstimator) observe(base uint32, received time.Time) time.Duration {
+func (s *skewEstimator) observe(base uint32, received time.Time, kind skewSample) time.Duration {
 	server := codec.TimeFromDHCPNear(base, received).Add(baseTimeCenter)
 	sample := received.Sub(server)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch diff := sample - s.skew; {
+	diff := sample - s.skew
+	if kind == sampleBound && diff > 0 {
+		return s.skew // a bound above the estimate carries no information
+	}
+	switch {
 	case s.samples == 0:
 		s.skew = sample
 	case diff <= 0:

@@ -204,5 +204,6 @@ func (u *udpExchange) valid(datagram []byte, xid uint32, m *message) bool {
 	if id, ok := u.dec.msg.Options.ClientID(); ok && !bytes.Equal(id, u.cfg.ClientID) {
 		return false
 	}
+	u.dec.sampleSkew(m, sampleCurrent)
 	return true
 }

@@ -537,6 +537,79 @@ func TestWatcherSkew(t *testing.T) {
 	}
 }
 
+// TestWatcherSkewIgnoresOldBaseTimes runs against a server whose clock
+// matches the requestor's, with catch-up data an hour old and then data of
+// a connection five minutes behind. Neither may move the estimate away
+// from the REPLY's, however many messages carry them.
+func TestWatcherSkewIgnoresOldBaseTimes(t *testing.T) {
+	const old, lag = time.Hour, 5 * time.Minute
+	var mu sync.Mutex
+	var sent []time.Time
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		send := func(m []byte) bool {
+			mu.Lock()
+			sent = append(sent, time.Now())
+			mu.Unlock()
+			return c.Send(m) == nil
+		}
+		at := func(d time.Duration) []byte { return optBase(codec.DHCPTime(time.Now().Add(-d))) }
+		if !send(msg(codec.MsgLeasequeryReply, x, at(0))) {
+			return
+		}
+		for i := range 8 {
+			if !send(msg(codec.MsgLeasequeryData, x, at(old), binding(client1, "2001:db8:1::1", uint32(i), 300, 600))) {
+				return
+			}
+		}
+		if !send(msg(codec.MsgLeasequeryData, x, optStatus(codec.StatusCatchUpComplete, ""), at(0))) {
+			return
+		}
+		for i := range 8 {
+			if !send(msg(codec.MsgLeasequeryData, x, at(lag), binding(client2, "2001:db8:1::2", uint32(i), 300, 600))) {
+				return
+			}
+		}
+		c.WaitClosed(5 * time.Second)
+	}, nil)
+
+	var received []time.Time
+	var catchUp requestor.Binding
+	bindings := 0
+	req := requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: codec.DHCPTime(time.Now().Add(-2 * old)), Valid: true}}
+	w, _, _ := watch(t, testConfig(ws.Addr()), req, func(ev requestor.Event) bool {
+		if info := ev.Info(); info.HasBaseTime {
+			received = append(received, info.Received)
+		}
+		if b, ok := ev.(requestor.Binding); ok {
+			bindings++
+			if b.CatchUp {
+				catchUp = b
+			}
+		}
+		return bindings == 16
+	})
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(received) == 0 || len(sent) < len(received) {
+		t.Fatalf("%d messages sent, %d received", len(sent), len(received))
+	}
+	var maxDelay time.Duration
+	for i := range received {
+		maxDelay = max(maxDelay, received[i].Sub(sent[i]))
+	}
+	// As in TestWatcherSkew: the delay plus the truncation of the base-time
+	// to whole seconds, minus the half second the estimator adds back.
+	skew := w.Skew()
+	low, high := -time.Second, maxDelay+time.Second
+	if skew < low || skew > high {
+		t.Errorf("skew estimate = %v, want within %v to %v", skew, low, high)
+	}
+	if d := catchUp.LocalBase.Sub(catchUp.ServerTime()); d < low || d > high {
+		t.Errorf("catch-up binding's local base-time is %v from its server time, want within %v to %v", d, low, high)
+	}
+}
+
 func TestWatcherRunOnce(t *testing.T) {
 	w, err := requestor.NewWatcher(testConfig("127.0.0.1:9"), requestor.WatchRequest{})
 	if err != nil {
