@@ -97,6 +97,7 @@ type clientStats struct {
 	ClosedEarly      int                    `json:"closed_early"` // connections the server closed before accepting the subscription
 	Healthy          flowStats              `json:"healthy"`
 	Stalled          flowStats              `json:"stalled"`
+	Other            int64                  `json:"other"` // messages without a binding: keepalives and statuses
 	Decoded          int64                  `json:"decoded"`
 	DecodeErrors     int64                  `json:"decode_errors"`
 	FirstDecodeError string                 `json:"first_decode_error,omitempty"`
@@ -112,6 +113,7 @@ func (s *clientStats) merge(o *clientStats) {
 	s.ClosedEarly += o.ClosedEarly
 	s.Healthy.add(o.Healthy)
 	s.Stalled.add(o.Stalled)
+	s.Other += o.Other
 	s.Decoded += o.Decoded
 	s.DecodeErrors += o.DecodeErrors
 	if s.FirstDecodeError == "" {
@@ -499,6 +501,12 @@ func (c *lqClient) frames(conn *lqConn, data []byte, now int64) ([]byte, error) 
 			}
 			continue
 		}
+		if !hasClientData(msg) {
+			// A keepalive (RFC 7653 section 6.4) or a status carries no
+			// binding and is no delivery.
+			st.Other++
+			continue
+		}
 		flow.Messages++
 		flow.Bytes += int64(codec.FrameHeaderLen + size)
 		if st.FirstRecv == 0 {
@@ -545,6 +553,24 @@ func (c *lqClient) subscribeReply(conn *lqConn, msg []byte) error {
 		conn.state = lqStalled
 	}
 	return nil
+}
+
+// hasClientData reports whether msg, a client/server message, has an
+// OPTION_CLIENT_DATA among its top-level options. It walks only the option
+// headers, so that every message can be told from a keepalive cheaply.
+func hasClientData(msg []byte) bool {
+	for b := msg[codec.HeaderLen:]; len(b) >= codec.OptionHeaderLen; {
+		code := codec.OptionCode(binary.BigEndian.Uint16(b))
+		size := int(binary.BigEndian.Uint16(b[2:]))
+		if code == codec.OptClientData {
+			return true
+		}
+		if len(b) < codec.OptionHeaderLen+size {
+			return false
+		}
+		b = b[codec.OptionHeaderLen+size:]
+	}
+	return false
 }
 
 // decodeLocked fully decodes one message and records its latency. The

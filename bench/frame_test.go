@@ -203,3 +203,31 @@ func TestActiveCatchUpQuery(t *testing.T) {
 		t.Errorf("query key %d, err %v; want relay 0", key, err)
 	}
 }
+
+func TestHasClientData(t *testing.T) {
+	fb, err := newFrameBuilder(minFrameSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := fb.appendFrame(nil, 1, 2)[codec.FrameHeaderLen:]
+	keepalive, err := (&codec.Message{Type: codec.MsgLeasequeryData}).AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := subscribeReply(1, 2)[codec.FrameHeaderLen:]
+	tests := []struct {
+		name string
+		msg  []byte
+		want bool
+	}{
+		{"binding", data, true},
+		{"keepalive", keepalive, false},
+		{"reply with base time", reply, false},
+		{"truncated option", data[:codec.HeaderLen+2], false},
+	}
+	for _, tt := range tests {
+		if got := hasClientData(tt.msg); got != tt.want {
+			t.Errorf("%s: hasClientData = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
