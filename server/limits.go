@@ -68,10 +68,58 @@ func (t *requestorTable) close(a netip.Addr, r *requestor) {
 	}
 }
 
-// fileReserve is the number of descriptors kept free for everything but
-// connections: Pebble's table cache (1000 files by default), its WAL and
-// manifest, the listeners, the metrics server and the Kea lease file.
-const fileReserve = 1100
+// Descriptors the process needs next to its connections, which
+// connsForFileLimit keeps out of RLIMIT_NOFILE. A flood of connections never
+// needs more: one over a limit is accepted and closed in OnOpen, so it holds
+// its descriptor only for that call. With a 20,000-descriptor limit, two
+// event loops and a store with the default 500 open files, the reserve is
+// 500 + 32 + 2*4 + 256 = 796 descriptors, which leaves 19,204 for
+// connections: 19,140 allowed ones next to the default 64 from outside
+// Allow.
+const (
+	// fixedFiles covers 17 descriptors, rounded up: stdin, stdout and
+	// stderr (3); the Go runtime's netpoller, an epoll and an eventfd (2);
+	// gnet's listener and its main reactor's epoll and eventfd (3); the UDP
+	// socket (1); cmd/alqd's metrics and ingest HTTP listeners (2); the Kea
+	// lease file, its rotated predecessor and an inotify descriptor (3);
+	// the certificate, key and CA files a TLS reload reads (3).
+	fixedFiles = 32
+
+	// loopFiles covers one gnet event loop: its epoll and eventfd
+	// descriptors, and the two duplicates of a socket that a STARTTLS
+	// handover holds while it moves the socket to crypto/tls.
+	loopFiles = 4
+
+	// fileMargin covers what has no fixed count: connections to the HTTP
+	// servers (metrics scrapes, ingest posts), DNS lookups for dns:
+	// allow-list entries, and sstables Pebble keeps open past its soft
+	// limit while iterators hold them.
+	// NOTE: cmd/alqd's HTTP servers do not cap their connections, so a
+	// flood of HTTP clients can use up this margin, and gnet's next accept
+	// then fails with EMFILE.
+	fileMargin = 256
+
+	// defaultStoreFiles counts a store that does not report its open file
+	// limit at Pebble's default MaxOpenFiles (1000 in Pebble v2.1.7).
+	defaultStoreFiles = 1000
+)
+
+// openFileLimiter is implemented by a Store that reports how many
+// descriptors it may hold open; *store.Store does.
+type openFileLimiter interface {
+	MaxOpenFiles() int
+}
+
+// fileReserve returns the descriptors kept free for everything but
+// connections: the store's files and the counts above, for a server with
+// loops event loops.
+func fileReserve(st Store, loops int) uint64 {
+	storeFiles := defaultStoreFiles
+	if l, ok := st.(openFileLimiter); ok {
+		storeFiles = l.MaxOpenFiles()
+	}
+	return uint64(storeFiles + fixedFiles + loopFiles*loops + fileMargin)
+}
 
 // raiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit and
 // returns the soft limit in force.
@@ -91,12 +139,14 @@ func raiseFileLimit() (uint64, error) {
 	return lim.Cur, nil
 }
 
-// connsForFileLimit returns how many connections fit in limit descriptors.
-// gnet stops its whole engine when accept(2) fails with EMFILE, so the cap
-// must keep accept from ever running out.
-func connsForFileLimit(limit uint64) int {
-	if limit > fileReserve+64 {
-		return int(min(limit-fileReserve, 1<<30))
+// connsForFileLimit returns how many connections fit in limit descriptors
+// next to reserve others (fileReserve). gnet stops its whole engine when
+// accept(2) fails with EMFILE, so the cap must keep accept from ever
+// running out. A limit too small for the reserve and 64 connections gets
+// half of it.
+func connsForFileLimit(limit, reserve uint64) int {
+	if limit > reserve+64 {
+		return int(min(limit-reserve, 1<<30))
 	}
 	return int(limit / 2)
 }

@@ -144,7 +144,7 @@ func (s *Server) Run() error {
 	s.maxConns = s.cfg.MaxConns
 	if limit, err := raiseFileLimit(); err != nil {
 		s.log.Warn("raising the open file limit failed", "err", err)
-	} else if fit := max(connsForFileLimit(limit)-s.cfg.MaxUnallowedConns, 1); fit < s.maxConns {
+	} else if fit := max(connsForFileLimit(limit, fileReserve(s.src, s.cfg.EventLoops))-s.cfg.MaxUnallowedConns, 1); fit < s.maxConns {
 		s.log.Warn("connection limit lowered to fit the open file limit",
 			"max_conns", fit, "configured", s.cfg.MaxConns, "nofile", limit)
 		s.maxConns = fit

@@ -18,6 +18,14 @@ type Options struct {
 	// before writes stall. Zero means 16 MiB.
 	MemTableSize uint64
 
+	// MaxOpenFiles is Pebble's soft limit on the files it keeps open: its
+	// file cache of sstables, and ten for the WAL, MANIFEST, lock file and
+	// directories (Pebble v2.1.7). Pebble exceeds it only while open
+	// iterators still hold sstables it evicted. A server keeps this many descriptors out of
+	// RLIMIT_NOFILE for the store (Store.MaxOpenFiles). Zero means 500;
+	// values below 100 are rejected.
+	MaxOpenFiles int
+
 	// Retention is how long released and expired bindings stay in the
 	// history after their last change, so that catch-up from that far back
 	// reports them. Zero means 24 hours.
@@ -58,6 +66,7 @@ type Options struct {
 const (
 	DefaultBlockCacheSize  = 64 << 20
 	DefaultMemTableSize    = 16 << 20
+	DefaultMaxOpenFiles    = 500
 	DefaultRetention       = 24 * time.Hour
 	DefaultTrimInterval    = 10 * time.Minute
 	DefaultMaxGroupChanges = 4096
@@ -72,6 +81,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("store: MemTableSize %d is below 1 MiB", o.MemTableSize)
 	case o.MemTableSize >= 4<<30:
 		return fmt.Errorf("store: MemTableSize %d is not below 4 GiB", o.MemTableSize)
+	case o.MaxOpenFiles != 0 && o.MaxOpenFiles < minMaxOpenFiles:
+		return fmt.Errorf("store: MaxOpenFiles %d is below %d; set 0 for the default %d or a value of at least %d", o.MaxOpenFiles, minMaxOpenFiles, DefaultMaxOpenFiles, minMaxOpenFiles)
 	case o.Retention < 0:
 		return fmt.Errorf("store: Retention %s is negative", o.Retention)
 	case o.Retention != 0 && o.Retention < time.Second:
@@ -91,6 +102,9 @@ func (o *Options) setDefaults() {
 	if o.MemTableSize == 0 {
 		o.MemTableSize = DefaultMemTableSize
 	}
+	if o.MaxOpenFiles == 0 {
+		o.MaxOpenFiles = DefaultMaxOpenFiles
+	}
 	if o.Retention == 0 {
 		o.Retention = DefaultRetention
 	}
@@ -108,6 +122,11 @@ func (o *Options) setDefaults() {
 	}
 	o.ServerDUID = append([]byte(nil), o.ServerDUID...)
 }
+
+// minMaxOpenFiles is the smallest MaxOpenFiles accepted. Pebble's file
+// cache may hold 64 sstables whatever the limit, next to its ten other
+// files, so a value below 74 would not bound what the store opens.
+const minMaxOpenFiles = 100
 
 // pebbleLogger forwards Pebble's messages to slog.
 type pebbleLogger struct{ logger *slog.Logger }

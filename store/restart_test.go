@@ -207,6 +207,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"negative retention", Options{Retention: -time.Hour}},
 		{"sub-second retention", Options{Retention: time.Millisecond}},
 		{"negative group", Options{MaxGroupChanges: -1}},
+		{"negative open files", Options{MaxOpenFiles: -1}},
+		{"too few open files", Options{MaxOpenFiles: 99}},
 		{"short DUID", Options{ServerDUID: []byte{0, 1}}},
 	}
 	for _, tt := range tests {
@@ -222,6 +224,28 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if err := (&Options{}).Validate(); err != nil {
 		t.Errorf("zero Options: %v", err)
+	}
+}
+
+func TestMaxOpenFiles(t *testing.T) {
+	tests := []struct {
+		set, want int
+	}{
+		{0, DefaultMaxOpenFiles},
+		{100, 100},
+		{2000, 2000},
+	}
+	for _, tt := range tests {
+		s, err := Open(t.TempDir(), Options{MaxOpenFiles: tt.set, NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.MaxOpenFiles(); got != tt.want {
+			t.Errorf("MaxOpenFiles with %d set = %d, want %d", tt.set, got, tt.want)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -120,6 +120,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       opts.MemTableSize,
+		MaxOpenFiles:       opts.MaxOpenFiles,
 		Logger:             pebbleLogger{opts.Logger},
 	}
 	// Each new binding costs a point read of an absent key, and a bloom
@@ -433,6 +434,11 @@ func (s *Store) Close() error {
 // ServerDUID returns the server's DUID, generated when the store was
 // created and stored with it. The caller must not modify the result.
 func (s *Store) ServerDUID() []byte { return s.duid }
+
+// MaxOpenFiles returns Options.MaxOpenFiles as Open applied it: the
+// descriptors the store may hold open, which a server keeps out of
+// RLIMIT_NOFILE.
+func (s *Store) MaxOpenFiles() int { return s.opts.MaxOpenFiles }
 
 // LastSeq returns the sequence number of the last synced change, 0 for a
 // store that has never committed one.
