@@ -86,4 +86,3 @@ func endTime(r requestortest.Received) (uint32, bool) { return r.Msg.Options.End
 func msg(t codec.MsgType, xid uint32, opts ...[]byte) []byte {
 	return requestortest.Msg(t, xid, opts...)
 }
-

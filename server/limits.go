@@ -94,9 +94,8 @@ const (
 	// servers (metrics scrapes, ingest posts), DNS lookups for dns:
 	// allow-list entries, and sstables Pebble keeps open past its soft
 	// limit while iterators hold them.
-	// NOTE: cmd/alqd's HTTP servers do not cap their connections, so a
-	// flood of HTTP clients can use up this margin, and gnet's next accept
-	// then fails with EMFILE.
+	// cmd/alqd caps each of its two HTTP listeners at 64 open connections,
+	// so HTTP clients can take at most half of this margin.
 	fileMargin = 256
 
 	// defaultStoreFiles counts a store that does not report its open file

@@ -173,6 +173,7 @@ func startHTTP(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, log *
 	if err != nil {
 		return fmt.Errorf("%s HTTP listener on %s: %w", name, addr, err)
 	}
+	ln = newLimitListener(ln, maxHTTPConns)
 	log.Info("HTTP listening", "service", name, "addr", ln.Addr().String())
 	wg.Add(2)
 	go func() {

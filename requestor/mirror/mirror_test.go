@@ -111,7 +111,6 @@ func addrKey(a string) mirror.BindingKey {
 	return mirror.BindingKey{Type: requestor.TypeNA, Prefix: netip.PrefixFrom(netip.MustParseAddr(a), 128)}
 }
 
-
 // TestMirrorFillsAndResumes fills an empty mirror by catch-up from start
 // time 0, then restarts it: the second run resumes from the stored
 // checkpoint.
