@@ -24,7 +24,11 @@ type Plot struct {
 	YLabel string
 	// LogX spaces the x axis logarithmically and puts a tick at every x
 	// value of the data, which suits connection counts.
-	LogX   bool
+	LogX bool
+	// LogY spaces the y axis logarithmically with a tick per power of ten,
+	// for values that span orders of magnitude such as latencies. Points
+	// with Y <= 0 are left out.
+	LogY   bool
 	Series []Series
 	// Width and Height are in pixels; zero means 800 by 480.
 	Width, Height int
@@ -80,15 +84,12 @@ func (p *Plot) Render() (*image.RGBA, error) {
 	if len(xs) == 0 {
 		return nil, fmt.Errorf("bench: plot %q has no points", p.Title)
 	}
+	sy, yTicks := p.yScale(ys, image.Rect(marginLeft, marginTop, width-marginRight, height-marginBottom))
 	img := image.NewRGBA(image.Rect(0, 0, width, height))
 	fillRect(img, img.Bounds(), color.RGBA{0xff, 0xff, 0xff, 0xff})
 
 	area := image.Rect(marginLeft, marginTop, width-marginRight, height-marginBottom)
 	sx := p.xScale(xs, area)
-	ymax := niceCeil(slices.Max(ys))
-	sy := func(v float64) int {
-		return area.Max.Y - int(math.Round(v/ymax*float64(area.Dy())))
-	}
 
 	// Grid and tick labels.
 	for _, t := range p.xTicks(xs) {
@@ -97,8 +98,7 @@ func (p *Plot) Render() (*image.RGBA, error) {
 		label := si(t)
 		drawText(img, x-textWidth(label)/2, area.Max.Y+16, label)
 	}
-	for i := 0; i <= 5; i++ {
-		v := ymax * float64(i) / 5
+	for _, v := range yTicks {
 		y := sy(v)
 		line(img, area.Min.X, y, area.Max.X, y, plotGrid)
 		label := si(v)
@@ -117,7 +117,7 @@ func (p *Plot) Render() (*image.RGBA, error) {
 		px, py := -1, -1
 		drawn := false
 		for j := range s.X {
-			if math.IsNaN(s.Y[j]) || (p.LogX && s.X[j] <= 0) {
+			if !p.drawable(s.X[j], s.Y[j]) {
 				continue
 			}
 			x, y := sx(s.X[j]), sy(s.Y[j])
@@ -141,7 +141,7 @@ func (p *Plot) Render() (*image.RGBA, error) {
 func (p *Plot) points() (xs, ys []float64) {
 	for _, s := range p.Series {
 		for j := range s.X {
-			if math.IsNaN(s.Y[j]) || (p.LogX && s.X[j] <= 0) {
+			if !p.drawable(s.X[j], s.Y[j]) {
 				continue
 			}
 			xs = append(xs, s.X[j])
@@ -149,6 +149,39 @@ func (p *Plot) points() (xs, ys []float64) {
 		}
 	}
 	return xs, ys
+}
+
+// drawable reports whether the point (x, y) can be drawn on p's axes.
+func (p *Plot) drawable(x, y float64) bool {
+	return !math.IsNaN(y) && (!p.LogX || x > 0) && (!p.LogY || y > 0)
+}
+
+// yScale maps y values to pixel rows of area and returns the y ticks: from
+// 0 to a round maximum in five steps, or one per power of ten on a log
+// axis.
+func (p *Plot) yScale(ys []float64, area image.Rectangle) (func(float64) int, []float64) {
+	if !p.LogY {
+		ymax := niceCeil(slices.Max(ys))
+		var ticks []float64
+		for i := 0; i <= 5; i++ {
+			ticks = append(ticks, ymax*float64(i)/5)
+		}
+		return func(v float64) int {
+			return area.Max.Y - int(math.Round(v/ymax*float64(area.Dy())))
+		}, ticks
+	}
+	lo := math.Floor(math.Log10(slices.Min(ys)))
+	hi := math.Ceil(math.Log10(slices.Max(ys)))
+	if hi == lo {
+		hi++
+	}
+	var ticks []float64
+	for e := lo; e <= hi; e++ {
+		ticks = append(ticks, math.Pow(10, e))
+	}
+	return func(v float64) int {
+		return area.Max.Y - int(math.Round((math.Log10(v)-lo)/(hi-lo)*float64(area.Dy())))
+	}, ticks
 }
 
 // xScale maps x values to pixel columns of area.
@@ -281,13 +314,17 @@ func (res *Results) throughputPlot() *Plot {
 
 // latencyPlot plots p99 latency at the offered rate against connections.
 func (res *Results) latencyPlot() *Plot {
-	return res.sweepPlot("Fanout: p99 latency at a tenth of the raw limit's message rate", "p99 ms",
+	p := res.sweepPlot("Fanout: p99 latency at a tenth of the raw limit's message rate (log scale)", "p99 ms",
 		func(f FanoutResult) float64 {
 			if f.P99 == 0 {
 				return math.NaN()
 			}
 			return float64(f.P99) / float64(time.Millisecond)
 		})
+	if p != nil {
+		p.LogY = true
+	}
+	return p
 }
 
 func (res *Results) sweepPlot(title, ylabel string, value func(FanoutResult) float64) *Plot {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"image"
 	"image/png"
 	"math"
 	"testing"
@@ -63,6 +64,23 @@ func TestPlotRendersSeries(t *testing.T) {
 		if !found {
 			t.Errorf("series %q is not drawn", p.Series[i].Name)
 		}
+	}
+}
+
+func TestPlotLogYSkipsNonPositive(t *testing.T) {
+	p := &Plot{
+		Title: "log", LogY: true, Width: 200, Height: 150,
+		Series: []Series{{Name: "a", X: []float64{1, 2, 3}, Y: []float64{0, 0.5, 2000}}},
+	}
+	xs, ys := p.points()
+	if len(xs) != 2 || ys[0] != 0.5 {
+		t.Errorf("points = %v, %v; want the two positive ones", xs, ys)
+	}
+	if _, ticks := p.yScale(ys, image.Rect(0, 0, 100, 100)); len(ticks) != 6 || ticks[0] != 0.1 || ticks[5] != 10000 {
+		t.Errorf("log ticks = %v, want 0.1 to 10000", ticks)
+	}
+	if _, err := p.Render(); err != nil {
+		t.Errorf("Render: %v", err)
 	}
 }
 

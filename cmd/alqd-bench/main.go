@@ -48,6 +48,7 @@ func run() int {
 		jsonOut    = flag.String("json", "", "file to write the raw results to as JSON")
 		timeout    = flag.Duration("timeout", 25*time.Minute, "stop the run after this long")
 		profiles   = flag.String("cpuprofile", "", "directory for a CPU profile of the server process of every fanout, filtered and slow measurement")
+		fromJSON   = flag.String("from-json", "", "measure nothing: render -doc and -img from results a run wrote with -json")
 		allowShort = flag.Bool("write-short", false, "allow -doc and -img with -short (smoke numbers are not comparable)")
 	)
 	flag.Parse()
@@ -67,6 +68,10 @@ func run() int {
 			return 2
 		}
 		imgRel = filepath.ToSlash(rel)
+	}
+
+	if *fromJSON != "" {
+		return render(*fromJSON, *doc, *img, imgRel)
 	}
 
 	cfg := bench.Config{
@@ -136,6 +141,25 @@ func writeOutputs(res *bench.Results, doc, img, imgRel, jsonOut string) error {
 		}
 	}
 	return nil
+}
+
+// render writes the outputs of a run from its JSON results.
+func render(path, doc, img, imgRel string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "alqd-bench: -from-json: %v\n", err)
+		return 2
+	}
+	var res bench.Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		fmt.Fprintf(os.Stderr, "alqd-bench: -from-json %s: invalid results: %v\n", path, err)
+		return 2
+	}
+	if err := writeOutputs(&res, doc, img, imgRel, ""); err != nil {
+		fmt.Fprintf(os.Stderr, "alqd-bench: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 func splitList(s string) []string {
