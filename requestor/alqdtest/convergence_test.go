@@ -32,21 +32,21 @@ const (
 )
 
 // churnStore is the store the churn applies to, swapped by server
-// restarts. The churn holds the read lock for each batch; a restart or a
-// trim holds the write lock, so no batch runs against a closed store and
-// no batch changes the clock's meaning half-way through a trim.
+// restarts. The churn holds the read lock for each batch, and a restart or
+// a trim holds the write lock. So no batch runs against a closed store,
+// and none moves the clock while a trim runs.
 type churnStore struct {
 	mu sync.RWMutex
 	st *store.Store
 }
 
-// TestAlqdMirrorConvergence runs a mirror against alqd under binding churn
-// while the mirror disconnects and reconnects at random points, alqd
-// restarts twice on its store, and the history is trimmed above the
-// mirror's checkpoint while it is away, so that it gets DataMissing and
-// recovers with a Bulk Leasequery (RFC 7653 section 8.4.1). Once the churn
-// has stopped and the mirror has caught up, the mirror must hold exactly
-// the server's bindings (see compareMirror).
+// TestAlqdMirrorConvergence runs a mirror against alqd under binding churn.
+// Meanwhile the mirror disconnects and reconnects at random points, and
+// alqd restarts twice on its store. Once, while the mirror is away, the
+// history is trimmed above the mirror's checkpoint, so the mirror gets
+// DataMissing and recovers with a Bulk Leasequery (RFC 7653 section
+// 8.4.1). Once the churn has stopped and the mirror has caught up, the
+// mirror must contain exactly the server's bindings (see compareMirror).
 func TestAlqdMirrorConvergence(t *testing.T) {
 	rng := rand.New(rand.NewSource(convergenceSeed))
 	clock := &fakeClock{t: now}
@@ -100,15 +100,15 @@ func TestAlqdMirrorConvergence(t *testing.T) {
 	var m *mirror.Mirror
 	var stopMirror func()
 	startMirror := func() {
-		var err error
-		m, err = mirror.Open(cfg)
+		run, err := mirror.Open(cfg)
 		if err != nil {
 			t.Fatalf("open the mirror: %v", err)
 		}
+		m = run
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			done <- m.Run(ctx, func(ev requestor.Event) error {
+			done <- run.Run(ctx, func(ev requestor.Event) error {
 				mu.Lock()
 				defer mu.Unlock()
 				switch e := ev.(type) {
@@ -130,7 +130,7 @@ func TestAlqdMirrorConvergence(t *testing.T) {
 			if err := <-done; !errors.Is(err, context.Canceled) {
 				t.Errorf("mirror Run: %v", err)
 			}
-			if err := m.Close(); err != nil {
+			if err := run.Close(); err != nil {
 				t.Errorf("close the mirror: %v", err)
 			}
 		}
@@ -145,6 +145,9 @@ func TestAlqdMirrorConvergence(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopChurn := make(chan struct{})
+	var stopChurnOnce sync.Once
+	endChurn := func() { stopChurnOnce.Do(func() { close(stopChurn) }) }
+	t.Cleanup(endChurn)
 	churnDone := make(chan error, 1)
 	var applied int
 	go func() {
@@ -179,25 +182,24 @@ func TestAlqdMirrorConvergence(t *testing.T) {
 	}
 	restartServer := func() {
 		cs.mu.Lock()
+		defer cs.mu.Unlock()
 		stopServer()
 		if err := cs.st.Close(); err != nil {
 			t.Fatalf("close the store: %v", err)
 		}
 		cs.st = open()
 		srv, stopServer = startServer(t, cs.st, srvCfg, clock.Now)
-		cs.mu.Unlock()
 		px.retarget(srv.Addr().String())
 	}
 	trimBehindMirror := func() {
+		// The trim must fall above a checkpoint, which the mirror stores
+		// once its first connection has caught up.
+		waitFor(t, "a mirror checkpoint", func() bool {
+			cp, err := m.Checkpoint()
+			return err == nil && cp.Valid
+		})
 		stopMirror()
-		cp, err := func() (requestor.Checkpoint, error) {
-			m, err := mirror.Open(cfg)
-			if err != nil {
-				return requestor.Checkpoint{}, err
-			}
-			defer m.Close()
-			return m.Checkpoint()
-		}()
+		cp, err := storedCheckpoint(cfg)
 		if err != nil || !cp.Valid {
 			t.Fatalf("mirror checkpoint before the trim = %+v, %v", cp, err)
 		}
@@ -222,7 +224,7 @@ func TestAlqdMirrorConvergence(t *testing.T) {
 		step()
 	}
 	pause()
-	close(stopChurn)
+	endChurn()
 	if err := <-churnDone; err != nil {
 		t.Fatal(err)
 	}
@@ -256,6 +258,17 @@ func TestAlqdMirrorConvergence(t *testing.T) {
 	if dataMissing == 0 || recovered == 0 {
 		t.Errorf("after the trim the mirror got %d DataMissing and %d recoveries, want at least one of each", dataMissing, recovered)
 	}
+}
+
+// storedCheckpoint opens the mirror database of cfg, which no Run may be
+// using, and returns its checkpoint.
+func storedCheckpoint(cfg mirror.Config) (requestor.Checkpoint, error) {
+	m, err := mirror.Open(cfg)
+	if err != nil {
+		return requestor.Checkpoint{}, err
+	}
+	defer m.Close()
+	return m.Checkpoint()
 }
 
 // waitForWithin is waitFor with its own deadline; it reports a timeout
