@@ -299,3 +299,33 @@ func TestBackgroundTrim(t *testing.T) {
 		t.Errorf("Err = %v", err)
 	}
 }
+
+func TestChangedStartBelowFloor(t *testing.T) {
+	clock := newFakeClock()
+	s := openTest(t, t.TempDir(), Options{Clock: clock.Now, Retention: time.Hour, TrimInterval: -1})
+	start := clock.Now()
+
+	// A binding that stays active, one that is released, then a second of
+	// quiet each, so that each change has its own time-index entry.
+	mustApply(t, s, na("2001:db8::1", "stays", ""))
+	clock.Advance(time.Second)
+	gone := na("2001:db8::2", "goes", "")
+	mustApply(t, s, gone)
+	clock.Advance(time.Second)
+	mustApply(t, s, released(gone))
+
+	// Past the retention: the tombstone goes and the floor rises above
+	// every change, taking the time-index entries below it.
+	clock.Advance(2 * time.Hour)
+	if err := s.Trim(clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if floor, _ := s.Floor(); !floor.After(start) {
+		t.Fatalf("floor %s is not above the start %s", floor, start)
+	}
+
+	got := prefixes(collect(t, s.Changed(start, clock.Now())))
+	if len(got) != 1 || got[0] != "2001:db8::1/128" {
+		t.Errorf("Changed(start below floor) = %v, want the binding that stayed active", got)
+	}
+}

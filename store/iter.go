@@ -330,7 +330,7 @@ func (s *Store) Changed(start, end time.Time) Iterator {
 	startNs, endNs := int64(math.MinInt64), int64(math.MaxInt64)
 	if !start.IsZero() {
 		startNs = start.UnixNano()
-		if first, err = firstSeqAt(v, floorDiv(startNs, int64(time.Second))); err != nil {
+		if first, err = firstSeqAtOrFloor(v, startNs); err != nil {
 			s.releaseView(v)
 			return errIter{err}
 		}
@@ -348,6 +348,22 @@ func (s *Store) Changed(start, end time.Time) Iterator {
 		si.start, si.end = startNs, endNs
 	}
 	return it
+}
+
+// firstSeqAtOrFloor returns where a history scan from startNs begins. Trim
+// deletes the time-index entries below the floor second, while the history
+// entries of bindings that are still live stay, so a start below the floor
+// scans the whole history from seq 1 and lets the time filter select. The
+// floor is read from the view, in which it is consistent with the index.
+func firstSeqAtOrFloor(v *view, startNs int64) (uint64, error) {
+	rec, err := getCopy(v.snap, internalKey(internalFloor))
+	if err != nil {
+		return 0, err
+	}
+	if len(rec) == 16 && startNs < int64(binary.BigEndian.Uint64(rec)) {
+		return 1, nil
+	}
+	return firstSeqAt(v, floorDiv(startNs, int64(time.Second)))
 }
 
 // firstSeqAt returns the first seq committed at or after Unix second sec,
