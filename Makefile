@@ -57,12 +57,15 @@ staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
 
 # The Kea end-to-end tests are ordinary Go tests. They fail when not run as
-# root with Kea installed, unless ALQD_SKIP_KEA=1 is set to skip them.
+# root with Kea installed, unless ALQD_SKIP_KEA=1 is set to skip them. The
+# benchmark smoke run comes last: it fails only when a benchmark or a
+# contender of the harness crashes or a message does not decode.
 test: vet staticcheck
 	@if [ "$${ALQD_SKIP_KEA:-}" = 1 ]; then \
 		echo "test: ALQD_SKIP_KEA=1 is set, so the tests that need root and Kea are skipped"; \
 	fi
 	$(GO) test -count=1 -timeout=$(TEST_TIMEOUT) ./...
+	$(MAKE) bench-smoke
 
 # Runs every func FuzzXxx found in a _test.go file, one at a time, each for
 # FUZZTIME with FUZZ_PARALLEL workers.
