@@ -368,8 +368,9 @@ func (res *Results) markdownFiltered(w func(string, ...any)) {
 	w("### Filtered fanout\n\n")
 	w("Every connection subscribes with QUERY_BY_RELAY_ID for its own relay-id (a subject of its own for\n")
 	w("nats), and each message matches exactly one connection, round-robin. Cost that follows matches\n")
-	w("keeps the server CPU per delivery flat as connections grow. With one delivery per change, alqd's\n")
-	w("server CPU includes the durable store commit of each change, a large share with one delivery per change.\n\n")
+	w("keeps the server CPU per delivery flat as connections grow. alqd's server CPU includes the durable\n")
+	w("store commit of each change, which weighs more here, with one delivery per change, than in the\n")
+	w("unfiltered runs.\n\n")
 	fanoutTable(w, res.Filtered)
 	w("\n")
 }
@@ -475,8 +476,8 @@ func (res *Results) markdownStore(w func(string, ...any)) {
 		si(s.IngestAPI), si(s.IngestApply), ratio(s.IngestAPI, s.IngestApply))
 	w("| bulk dump of %d bindings, bindings/s (decoding reader) | %s | store relay-id scan: %s | %.2fx |\n",
 		s.BulkBindings, si(s.BulkAlqd), si(s.BulkStoreScan), ratio(s.BulkAlqd, s.BulkStoreScan))
-	w("| same, bindings/s | %s | raw frames of %.0f octets on one connection: %s | %.2fx |\n",
-		si(s.BulkAlqd), s.BulkFrameSize, si(s.BulkRawWire), ratio(s.BulkAlqd, s.BulkRawWire))
+	w("| same, bindings/s | %s | raw frames of %d octets (alqd's averaged %.0f) on one connection: %s | %.2fx |\n",
+		si(s.BulkAlqd), nearestFrameSize(s.BulkFrameSize), s.BulkFrameSize, si(s.BulkRawWire), ratio(s.BulkAlqd, s.BulkRawWire))
 	w("| same, read by the `requestor` package | %s | decoding reader: %s | %.2fx |\n",
 		si(s.BulkRequestor), si(s.BulkAlqd), ratio(s.BulkRequestor, s.BulkAlqd))
 	if s.CatchUpActiveNA != "" {
@@ -500,13 +501,16 @@ func (res *Results) markdownMethod(w func(string, ...any)) {
 	w("  OPTION_IAADDR, OPTION_LQ_RELAY_DATA padding for larger frames) and OPTION_LQ_BASE_TIME. The\n")
 	w("  address carries the publish time, so latency needs no side channel; nats carries the same message\n")
 	w("  without the 2-octet TCP framing, which NATS replaces with its own.\n")
-	w("- Clients decode every n-th message of each connection in full (every message with `-short`) and\n")
-	w("  check the framing and type of all others; latency comes from the decoded ones.\n")
+	w("- Each client process decodes every n-th message it receives in full (every message with `-short`)\n")
+	w("  and checks the framing, type and option headers of all others; latency comes from the decoded\n")
+	w("  ones. Messages without OPTION_CLIENT_DATA (keepalives) are not counted as deliveries.\n")
 	w("- The raw limit: one goroutine per core with its own epoll set, a ring of frames encoded once, one\n")
 	w("  write(2) of the shared pass buffer per connection and pass, TCP_NOTSENT_LOWAT 64 KiB. In the\n")
 	w("  fanout runs the producer waits when the slowest connection is a window behind (about 256 MiB over\n")
-	w("  all connections); the goroutine contender has a queue of the same length per connection, and\n")
-	w("  nats-server's max_pending is 4 GiB divided by the connections (256 KiB to 64 MiB).\n")
+	w("  all connections; in filtered runs a window of up to 32,768 messages in all). alqd's producer waits\n")
+	w("  on the server's own count of undelivered updates with the same window. The goroutine contender has\n")
+	w("  a queue of the same length per connection, and nats-server's max_pending is 4 GiB divided by the\n")
+	w("  connections (256 KiB to 64 MiB).\n")
 	w("- Server and client memory and CPU come from /proc/<pid>/status and /proc/<pid>/stat.\n")
 }
 
@@ -522,10 +526,14 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-// ms formats a duration in milliseconds with three significant digits.
+// ms formats a duration with three significant digits, in milliseconds
+// below a second and in seconds from there.
 func ms(d time.Duration) string {
-	if d == 0 {
+	switch {
+	case d == 0:
 		return "-"
+	case d >= time.Second:
+		return fmt.Sprintf("%.3g s", d.Seconds())
 	}
 	return fmt.Sprintf("%.3g ms", float64(d)/float64(time.Millisecond))
 }
