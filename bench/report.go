@@ -344,7 +344,7 @@ func (res *Results) markdownFanout(w func(string, ...any), imgDir string) {
 	w("### Fanout to every subscriber\n\n")
 	w("Each message goes to every connection. *delivered* counts messages received by all subscribers\n")
 	w("per second, from the first publish to the last receipt, when the producer publishes as fast as the\n")
-	w("contender takes messages; *vs raw* divides it by the raw limit's at the same count and size.\n")
+	w("contender takes messages. *vs raw* divides it by the raw limit's at the same count and size.\n")
 	w("*taken* is the messages per second the producer published in that run: for alqd, the rate of durable\n")
 	w("binding changes at which its fanout saturates. CPU is per million deliveries: *server* is the server\n")
 	w("process, which for alqd includes committing every change to the store and for nats-server the\n")
