@@ -25,14 +25,12 @@ func TestLimitListenerCapsOpenConns(t *testing.T) {
 		}
 	}()
 
-	var clients []net.Conn
 	for range 3 {
 		c, err := net.Dial("tcp", inner.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		clients = append(clients, c)
 	}
 
 	first := <-accepted
