@@ -9,12 +9,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/alqd/alqd/codec"
+	"github.com/alqd/alqd/internal/leaktest"
 	"github.com/alqd/alqd/store"
 )
 
@@ -30,38 +29,12 @@ func TestMain(m *testing.M) {
 	runActiveBenchClientIfAsked()
 	code := m.Run()
 	if code == 0 {
-		if err := checkGoroutineLeaks(5 * time.Second); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+		if leaked := leaktest.Check(5*time.Second, []string{"alqd/alqd/server.", "panjf2000/gnet"}); leaked != "" {
+			fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaked)
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// checkGoroutineLeaks waits for every goroutine started by this package
-// (producers, UDP servers, gnet loops) to end.
-func checkGoroutineLeaks(wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "alqd/server.checkGoroutineLeaks") || strings.Contains(g, "testing.(*M).Run") {
-				continue
-			}
-			if strings.Contains(g, "alqd/alqd/server.") || strings.Contains(g, "panjf2000/gnet") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leaked goroutines:\n%s", strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // duid returns a DUID-LL built from n, unique per n.

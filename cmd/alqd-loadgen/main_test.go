@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/alqd/alqd/codec"
 	"github.com/alqd/alqd/ingest"
+	"github.com/alqd/alqd/internal/leaktest"
 	"github.com/alqd/alqd/loadgen"
 	"github.com/alqd/alqd/store"
 )
@@ -36,39 +36,12 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if code == 0 {
-		if leaked := leakedGoroutines(5 * time.Second); leaked != "" {
+		if leaked := leaktest.Check(5*time.Second, []string{"/cmd/alqd-loadgen/", "alqd/alqd/loadgen."}, "_test.go"); leaked != "" {
 			fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%s\n", leaked)
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// leakedGoroutines waits up to timeout for goroutines running code of this
-// command (outside its tests) or of package loadgen to end, and returns the
-// stacks of those that remain.
-func leakedGoroutines(timeout time.Duration) string {
-	deadline := time.Now().Add(timeout)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "_test.go") {
-				continue
-			}
-			if strings.Contains(g, "/cmd/alqd-loadgen/") || strings.Contains(g, "alqd/alqd/loadgen.") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaked, "\n\n")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // runCommand runs the command in this process and returns its exit status,
