@@ -13,13 +13,13 @@ import (
 // Exit codes. Scripts depend on them; docs/ALQ.md and "alq help" list them.
 const (
 	exitOK          = 0   // success, including a query that matched nothing
-	exitFailure     = 1   // anything not listed below: invalid answer, local I/O error
+	exitFailure     = 1   // anything not listed below: invalid reply, local I/O error
 	exitUsage       = 2   // invalid command line or query; nothing was sent
-	exitUnreachable = 3   // no TCP connection, or no UDP answer after every retransmission
+	exitUnreachable = 3   // no TCP connection, or no UDP reply after every retransmission
 	exitTLS         = 4   // the server refused STARTTLS, or the TLS handshake failed
-	exitNotAllowed  = 5   // the server answered NotAllowed
+	exitNotAllowed  = 5   // the server replied NotAllowed
 	exitRejected    = 6   // the server rejected the query: MalformedQuery, UnknownQueryType, NotConfigured, NotSupported
-	exitIncomplete  = 7   // the answer stopped early: connection lost, timeout, QueryTerminated; output is partial
+	exitIncomplete  = 7   // the reply stream stopped early: connection lost, timeout, QueryTerminated; output is partial
 	exitInterrupted = 130 // interrupted by SIGINT or SIGTERM before the answer was complete
 )
 

@@ -123,7 +123,7 @@ func (c *commonFlags) tlsConfig() (*tls.Config, error) {
 		}
 		cfg.RootCAs = x509.NewCertPool()
 		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, usagef("--tls-ca %s holds no PEM certificate", c.tlsCA)
+			return nil, usagef("--tls-ca %s contains no PEM certificate; give a file of PEM CERTIFICATE blocks", c.tlsCA)
 		}
 	}
 	return cfg, nil
