@@ -278,12 +278,16 @@ type Disconnected struct {
 // Info returns the zero MessageInfo.
 func (Disconnected) Info() MessageInfo { return MessageInfo{} }
 
-// RecoveryStarted reports that a Watcher began a Bulk Leasequery for the
-// interval StartTime to EndTime: after DataMissing (Source is
-// SourceRecovery), or to fill an empty state before the first active query
-// (SourceInitial, no times).
+// RecoveryStarted reports that a Watcher began a Bulk Leasequery. After
+// DataMissing (Source is SourceRecovery) it covers the interval StartTime
+// to EndTime, and with WatchRequest.FullRecovery also every binding its
+// queries match. To fill an empty state before the first active query
+// (SourceInitial) it is full and has no times.
 type RecoveryStarted struct {
-	Source       Source
+	Source Source
+	// Full is true when the bulk includes the queries without start and
+	// end time.
+	Full         bool
 	StartTime    uint32
 	HasStartTime bool
 	EndTime      uint32
@@ -296,8 +300,15 @@ func (RecoveryStarted) Info() MessageInfo { return MessageInfo{} }
 // RecoveryDone reports the end of the Bulk Leasequery that RecoveryStarted
 // announced. Err is nil on success; a failed recovery is retried after
 // Config.RetryInterval unless Err is permanent.
+//
+// After a full bulk that succeeded, every binding its queries match that
+// the server holds was delivered after the RecoveryStarted that announced
+// it, either by the bulk or by the active connection. A binding that the
+// caller holds, that those queries match and that arrived from neither
+// since then is one the server no longer has.
 type RecoveryDone struct {
 	Source   Source
+	Full     bool
 	Bindings int
 	Err      error
 }

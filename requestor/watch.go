@@ -59,6 +59,17 @@ type WatchRequest struct {
 	// event says so, and the Watcher accepts the gap and goes on.
 	Recovery []Query
 
+	// FullRecovery runs the Recovery queries after DataMissing twice on the
+	// recovery connection. First for the missing interval, as RFC 7653
+	// section 8.4.1 describes, then without start and end time, so that the
+	// bulk also returns every binding they match that is still held. The interval
+	// alone cannot report a binding the server removed while the requestor
+	// was away (an ended binding whose history the server aged out is in no
+	// reply). A caller that must equal the server ends every binding the
+	// full bulk did not return (RecoveryDone.Full says when it may);
+	// requestor/mirror does.
+	FullRecovery bool
+
 	// MaxAttempts ends Run, with the error of the last connection, after
 	// this many active connections (initial bulk attempts included).
 	// 0 means no limit.
@@ -208,6 +219,7 @@ type watchRun struct {
 	// The recovery or initial bulk.
 	recSeq      int
 	recSource   Source
+	recFull     bool // the bulk has no start and end time
 	recCancel   context.CancelFunc
 	recPending  bool // a DataMissing interval is not recovered yet
 	recWanted   bool // start the recovery once the current message is delivered
@@ -325,25 +337,33 @@ func (r *watchRun) startBulk(source Source) error {
 		r.recCancel()
 	}
 	base := r.recoveryQueries()
-	queries := make([]Query, len(base))
-	started := RecoveryStarted{Source: source}
-	for i, q := range base {
+	full := source == SourceInitial || r.w.req.FullRecovery
+	started := RecoveryStarted{Source: source, Full: full}
+	var windowed, plain []Query
+	for _, q := range base {
 		q.RelayData = q.RelayData || r.w.req.RelayData
 		q.OmitBaseTime = false
 		q.HasStartTime, q.HasEndTime = false, false
+		if full {
+			plain = append(plain, q)
+		}
 		if source == SourceRecovery {
 			q.StartTime, q.HasStartTime = r.recWindow.start, true
 			q.EndTime, q.HasEndTime = r.recWindow.end, r.recWindow.hasEnd
 			started.StartTime, started.HasStartTime = q.StartTime, true
 			started.EndTime, started.HasEndTime = q.EndTime, q.HasEndTime
+			windowed = append(windowed, q)
 		}
-		queries[i] = q
 	}
+	// The interval queries go first: they also report the bindings that
+	// ended in the interval, which a query without times leaves out.
+	queries := append(windowed, plain...)
 	if source == SourceInitial {
 		r.attempts++
 	}
 	r.recSeq++
 	r.recSource = source
+	r.recFull = full
 	r.recAt = time.Now()
 	r.recBindings = 0
 	r.hasFirstBase = false
@@ -489,7 +509,7 @@ func (r *watchRun) bulkEnded(err error) error {
 	r.recCancel = nil
 	source := r.recSource
 	if err != nil {
-		if emitErr := r.emit(RecoveryDone{Source: source, Bindings: r.recBindings, Err: err}); emitErr != nil {
+		if emitErr := r.emit(RecoveryDone{Source: source, Full: r.recFull, Bindings: r.recBindings, Err: err}); emitErr != nil {
 			return emitErr
 		}
 		if r.ctx.Err() != nil {
@@ -512,7 +532,7 @@ func (r *watchRun) bulkEnded(err error) error {
 		r.recPending = false
 		r.advance()
 	}
-	if err := r.emit(RecoveryDone{Source: source, Bindings: r.recBindings}); err != nil {
+	if err := r.emit(RecoveryDone{Source: source, Full: r.recFull, Bindings: r.recBindings}); err != nil {
 		return err
 	}
 	if source == SourceInitial {

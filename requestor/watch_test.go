@@ -269,6 +269,74 @@ func TestWatcherDataMissingRecovery(t *testing.T) {
 	}
 }
 
+// TestWatcherFullRecovery sends, after DataMissing, the interval query and
+// then the same query without times, pipelined on one connection, and
+// reports the bulk as full.
+func TestWatcherFullRecovery(t *testing.T) {
+	second := make(chan requestortest.Received, 1)
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, ""), optBase(5000)))
+		c.WaitClosed(5 * time.Second)
+	}, func(n int, c *requestortest.Conn, q requestortest.Received) {
+		plain, err := c.ReadMessage()
+		if err != nil || plain.Err != nil {
+			t.Errorf("second recovery query: %v, %v", err, plain.Err)
+			return
+		}
+		second <- plain
+		c.Send(msg(codec.MsgLeasequeryReply, q.Msg.TransactionID, optBase(5001), binding(client1, "2001:db8:1::1", 0, 0, 0)),
+			msg(codec.MsgLeasequeryDone, q.Msg.TransactionID, optBase(5001)),
+			msg(codec.MsgLeasequeryReply, plain.Msg.TransactionID, optBase(5001), binding(client2, "2001:db8:1::2", 50, 100, 200)),
+			msg(codec.MsgLeasequeryDone, plain.Msg.TransactionID, optBase(5001)))
+		c.WaitClosed(5 * time.Second)
+	})
+	req := requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: 100, Valid: true}, Recovery: []requestor.Query{linkQuery}, FullRecovery: true}
+	_, got, err := watch(t, testConfig(ws.Addr()), req, func(ev requestor.Event) bool { _, ok := ev.(requestor.RecoveryDone); return ok })
+	if !errors.Is(err, errStop) {
+		t.Fatalf("Run error = %v", err)
+	}
+	var queries []int
+	for _, s := range got {
+		switch e := s.ev.(type) {
+		case requestor.RecoveryStarted:
+			if !e.Full || e.StartTime != 100 || e.EndTime != 5000 {
+				t.Errorf("RecoveryStarted = %+v, want full with the interval 100 to 5000", e)
+			}
+		case requestor.Binding:
+			queries = append(queries, e.Query)
+		case requestor.RecoveryDone:
+			if !e.Full || e.Err != nil || e.Bindings != 2 {
+				t.Errorf("RecoveryDone = %+v, want full, 2 bindings, no error", e)
+			}
+			if s.checkpoint.StartTime != 5000 {
+				t.Errorf("checkpoint after recovery = %d, want 5000, the DataMissing base-time", s.checkpoint.StartTime)
+			}
+		}
+	}
+	if len(queries) != 2 || queries[0] != 0 || queries[1] != 1 {
+		t.Errorf("bindings came from queries %v, want [0 1]", queries)
+	}
+	ws.mu.Lock()
+	first := ws.bulk
+	ws.mu.Unlock()
+	if len(first) != 1 {
+		t.Fatalf("%d recovery connections, want 1", len(first))
+	}
+	if s, ok := startTime(first[0]); !ok || s != 100 {
+		t.Errorf("first recovery query start time = %d (present %v), want 100", s, ok)
+	}
+	plain := <-second
+	if plain.Msg.Type != codec.MsgLeasequery {
+		t.Errorf("second recovery message is %s, want LEASEQUERY", plain.Msg.Type)
+	}
+	if _, ok := startTime(plain); ok {
+		t.Error("second recovery query has a start time")
+	}
+	if _, ok := endTime(plain); ok {
+		t.Error("second recovery query has an end time")
+	}
+}
+
 func TestWatcherDataMissingWithoutRecoveryQuery(t *testing.T) {
 	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
 		c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, ""), optBase(5000)))
