@@ -12,8 +12,12 @@
 // bulk ran arrive as catch-up. Without bulk queries it asks the active query
 // itself for catch-up from start time 0, which a server whose history
 // holds every current binding (as alqd's does) answers with all of them.
-// DataMissing is answered with the configured bulk queries for the missing
-// interval, on a second connection (RFC 7653 section 8.4.1).
+// After DataMissing it runs, on a second connection, the configured bulk
+// queries for the missing interval (RFC 7653 section 8.4.1). Unless
+// Config.WindowedRecovery is set, it also runs the same queries without
+// times. After such a full bulk, an active record that no reply reported
+// since it began is a binding the server removed, and is marked ended (see
+// Swept).
 //
 // # What it stores, and when
 //
@@ -25,9 +29,9 @@
 //
 // The initial bulk, the recovery bulk and the active connection deliver in
 // parallel, so an older state could arrive after a newer one. Each record
-// keeps the base-time of the message that set it, and a binding is only
-// replaced by one from a message with a later base-time, or with the same
-// base-time from the active connection.
+// keeps the server time its state is known to be current at (Record.AsOf),
+// and a binding is only replaced by a state current at a later time, or at
+// the same time from the active connection.
 //
 // Ended bindings (valid lifetime 0) are kept as tombstones for
 // Config.TombstoneRetention, so that a late older message cannot bring them

@@ -14,6 +14,11 @@ import (
 //	          stored with prefix-length 128. Keys sort by type, then
 //	          address, so a scan lists addresses, then prefixes, in order.
 //
+//	seen:     's' | the binding key after its kind octet
+//	          empty value; marks a binding that arrived since a full
+//	          recovery bulk started (see Mirror.sweep). Cleared when one
+//	          starts and when it ends.
+//
 //	metadata: 'm' | name (ASCII)
 //	          m/checkpoint: valid (1) | start time (4, big-endian)
 //	          m/server:     the server address the database follows
@@ -21,6 +26,7 @@ import (
 const (
 	kindBinding = 'b'
 	kindMeta    = 'm'
+	kindSeen    = 's'
 
 	bindingKeyLen = 1 + 1 + 16 + 1
 	formatVersion = 1
@@ -33,6 +39,8 @@ var (
 
 	bindingLower = []byte{kindBinding}
 	bindingUpper = []byte{kindBinding + 1}
+	seenLower    = []byte{kindSeen}
+	seenUpper    = []byte{kindSeen + 1}
 )
 
 // BindingKey identifies one binding: its type and its address or prefix.
@@ -57,6 +65,14 @@ func (k BindingKey) appendKey(b []byte) []byte {
 	b = append(b, kindBinding, byte(k.Type))
 	b = append(b, a[:]...)
 	return append(b, byte(k.Prefix.Bits()))
+}
+
+// appendSeenKey appends the seen marker of k.
+func (k BindingKey) appendSeenKey(b []byte) []byte {
+	start := len(b)
+	b = k.appendKey(b)
+	b[start] = kindSeen
+	return b
 }
 
 // parseBindingKey decodes a binding key.

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/alqd/alqd/codec"
 	"github.com/alqd/alqd/requestor"
 )
 
@@ -34,6 +36,17 @@ type Config struct {
 	Filter    *requestor.Query
 	RelayData bool
 	Recovery  []requestor.Query
+
+	// WindowedRecovery runs the Recovery queries after DataMissing for the
+	// missing interval only, as RFC 7653 section 8.4.1 describes. By default
+	// they also run without start and end time. Once that full bulk has
+	// succeeded, the mirror ends every active record that neither it nor the
+	// active connection reported since it started. A binding the server
+	// removed while the mirror was away is in no reply, so only this finds
+	// it. The full bulk must then cover every binding the mirror follows.
+	// Records whose relay data puts them outside every Recovery query are
+	// left alone, and all others are in scope (see Swept).
+	WindowedRecovery bool
 
 	// MaxAttempts ends Run after this many connections; 0 means no limit.
 	MaxAttempts int
@@ -270,20 +283,21 @@ func (m *Mirror) Prune(cutoff time.Time) (int, error) {
 // Run follows the server until ctx ends or the Watcher stops (see
 // requestor.Watcher.Run), storing every binding with the checkpoint after
 // it. fn, when not nil, is called with every event after it is stored,
-// and its error ends Run. Run prunes tombstones at start and every
-// TombstoneRetention/24.
+// and with a Swept event after each full recovery; its error ends Run.
+// Run prunes tombstones at start and every TombstoneRetention/24.
 func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error {
 	resume, err := m.Checkpoint()
 	if err != nil {
 		return err
 	}
 	req := requestor.WatchRequest{
-		Filter:      m.cfg.Filter,
-		RelayData:   m.cfg.RelayData,
-		Resume:      resume,
-		Recovery:    m.cfg.Recovery,
-		MaxAttempts: m.cfg.MaxAttempts,
-		Initial:     requestor.InitialCatchUp,
+		Filter:       m.cfg.Filter,
+		RelayData:    m.cfg.RelayData,
+		Resume:       resume,
+		Recovery:     m.cfg.Recovery,
+		FullRecovery: !m.cfg.WindowedRecovery,
+		MaxAttempts:  m.cfg.MaxAttempts,
+		Initial:      requestor.InitialCatchUp,
 	}
 	if len(m.cfg.Recovery) > 0 || m.cfg.Filter != nil {
 		req.Initial = requestor.InitialBulk
@@ -292,11 +306,22 @@ func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error 
 	if err != nil {
 		return err
 	}
+	// Seen markers of a run that stopped during a full recovery: that
+	// recovery starts again from the stored checkpoint.
+	if err := m.clearSeen(); err != nil {
+		return err
+	}
 
 	pruneEvery := m.cfg.TombstoneRetention / 24
 	nextPrune := time.Now()
 	stored := resume
 	var key, value []byte
+	// full is true from the RecoveryStarted of a full bulk to its
+	// RecoveryDone. first is the earliest base-time of the current bulk,
+	// the AsOf of its records (see Record.AsOf).
+	var full bool
+	var first uint32
+	var hasFirst bool
 	return w.Run(ctx, func(ev requestor.Event) error {
 		// Prune between events, on the Watcher's goroutine, so that no
 		// write races with it.
@@ -306,25 +331,58 @@ func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error 
 			}
 			nextPrune = now.Add(pruneEvery)
 		}
+		b := m.db.NewBatch()
+		defer b.Close()
+		var swept *Swept
+		switch e := ev.(type) {
+		case requestor.RecoveryStarted:
+			hasFirst = false
+			if e.Full {
+				if err := m.clearSeen(); err != nil {
+					return err
+				}
+				full = true
+			}
+		case requestor.RecoveryDone:
+			if e.Full && full {
+				full = false
+				if e.Err == nil {
+					n, err := m.sweep(b, m.scope(), e.Source, first, hasFirst, time.Now())
+					if err != nil {
+						return err
+					}
+					swept = &Swept{Source: e.Source, Ended: n}
+					b.DeleteRange(seenLower, seenUpper, nil)
+				}
+			}
+		}
+		if info := ev.Info(); info.HasBaseTime && !hasFirst && (info.Source == requestor.SourceRecovery || info.Source == requestor.SourceInitial) {
+			first, hasFirst = info.BaseTime, true
+		}
 		var err error
-		if key, value, err = m.apply(ev, w.Checkpoint(), &stored, key[:0], value[:0]); err != nil {
+		if key, value, err = m.apply(b, ev, first, full, w.Checkpoint(), &stored, key[:0], value[:0]); err != nil {
 			return err
 		}
-		if fn != nil {
-			return fn(ev)
+		if fn == nil {
+			return nil
 		}
-		return nil
+		if err := fn(ev); err != nil || swept == nil {
+			return err
+		}
+		return fn(*swept)
 	})
 }
 
-// apply stores a binding event, if it is newer than the stored record, and
-// the checkpoint, if it moved, in one batch. key and value are scratch
-// buffers, returned for reuse.
-func (m *Mirror) apply(ev requestor.Event, cp requestor.Checkpoint, stored *requestor.Checkpoint, key, value []byte) ([]byte, []byte, error) {
-	b := m.db.NewBatch()
-	defer b.Close()
+// apply adds to b a binding event, if it is newer than the stored record,
+// its seen marker when mark is set, and the checkpoint, if it moved, and
+// commits b. bulkAsOf is the AsOf of a binding from a bulk. key and value
+// are scratch buffers, returned for reuse.
+func (m *Mirror) apply(b *pebble.Batch, ev requestor.Event, bulkAsOf uint32, mark bool, cp requestor.Checkpoint, stored *requestor.Checkpoint, key, value []byte) ([]byte, []byte, error) {
 	if bind, ok := ev.(requestor.Binding); ok {
 		rec := recordOf(&bind)
+		if bind.Source == requestor.SourceRecovery || bind.Source == requestor.SourceInitial {
+			rec.AsOf = bulkAsOf
+		}
 		old, found, err := m.Get(rec.BindingKey)
 		if err != nil {
 			return key, value, err
@@ -333,6 +391,10 @@ func (m *Mirror) apply(ev requestor.Event, cp requestor.Checkpoint, stored *requ
 			key = rec.appendKey(key)
 			value = rec.appendValue(value)
 			b.Set(key, value, nil)
+		}
+		if mark {
+			key = rec.appendSeenKey(key[:0])
+			b.Set(key, nil, nil)
 		}
 	}
 	if cp != *stored {
@@ -346,6 +408,107 @@ func (m *Mirror) apply(ev requestor.Event, cp requestor.Checkpoint, stored *requ
 	}
 	*stored = cp
 	return key, value, nil
+}
+
+// clearSeen deletes every seen marker.
+func (m *Mirror) clearSeen() error {
+	if err := m.db.DeleteRange(seenLower, seenUpper, m.write); err != nil {
+		return fmt.Errorf("mirror: clear seen markers: %w", err)
+	}
+	return nil
+}
+
+// Swept is the event Run passes after a full recovery bulk succeeded and
+// the mirror ended the records that the server no longer has. Those are the
+// active records in scope that neither the bulk nor the active connection
+// reported since the bulk started. They are stored as ended, with the
+// bulk's Source and its earliest base-time.
+type Swept struct {
+	Source requestor.Source // SourceRecovery or SourceInitial
+	Ended  int
+}
+
+// Info returns the zero MessageInfo.
+func (Swept) Info() requestor.MessageInfo { return requestor.MessageInfo{} }
+
+// scope returns the queries a full recovery runs: Config.Recovery, or the
+// Filter.
+func (m *Mirror) scope() []requestor.Query {
+	if len(m.cfg.Recovery) > 0 {
+		return m.cfg.Recovery
+	}
+	if m.cfg.Filter != nil {
+		return []requestor.Query{*m.cfg.Filter}
+	}
+	return nil
+}
+
+// sweep adds to b an ended record for every active record in scope that
+// has no seen marker, and returns how many. source is the bulk's source
+// and base its earliest base-time: a record ended with a later one than
+// its own takes it, so that no older message can revive it (see
+// Record.supersedes).
+func (m *Mirror) sweep(b *pebble.Batch, scope []requestor.Query, source requestor.Source, base uint32, hasBase bool, now time.Time) (int, error) {
+	seen, err := m.db.NewIter(&pebble.IterOptions{LowerBound: seenLower, UpperBound: seenUpper})
+	if err != nil {
+		return 0, fmt.Errorf("mirror: sweep: %w", err)
+	}
+	defer seen.Close()
+	var key, value []byte
+	n := 0
+	err = m.Scan(func(r *Record) error {
+		if r.State != requestor.StateActive || !inScope(r, scope) {
+			return nil
+		}
+		key = r.appendSeenKey(key[:0])
+		if seen.SeekGE(key) && bytes.Equal(seen.Key(), key) {
+			return nil
+		}
+		r.end(source, base, hasBase, now)
+		key = r.appendKey(key[:0])
+		value = r.appendValue(value[:0])
+		n++
+		return b.Set(key, value, nil)
+	})
+	if err == nil {
+		err = seen.Error()
+	}
+	return n, err
+}
+
+// inScope reports whether some query may return r: every query, unless
+// what r records of the binding shows that the query cannot match it.
+func inScope(r *Record, queries []requestor.Query) bool {
+	for i := range queries {
+		if mayMatch(r, &queries[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayMatch reports whether q may return r. The relay fields are known only
+// when the record has relay data; without it a relay-keyed query may match.
+func mayMatch(r *Record, q *requestor.Query) bool {
+	relayKnown := len(r.RelayMessage) > 0
+	if relayKnown && q.Link.IsValid() && !q.Link.IsUnspecified() && r.LinkAddress != q.Link {
+		return false
+	}
+	switch q.Type {
+	case codec.QueryByAddress:
+		return r.Prefix.Contains(q.Address)
+	case codec.QueryByClientID:
+		return bytes.Equal(r.ClientID, q.ClientID)
+	case codec.QueryByRelayID:
+		return !relayKnown || bytes.Equal(r.RelayID, q.RelayID)
+	case codec.QueryByRemoteID:
+		if !relayKnown {
+			return true
+		}
+		id, ok := r.RemoteIDValue()
+		return ok && id.EnterpriseNumber == q.RemoteID.EnterpriseNumber && bytes.Equal(id.ID, q.RemoteID.ID)
+	}
+	return true
 }
 
 // pebbleLogger passes Pebble's errors to a slog.Logger, if there is one.

@@ -166,8 +166,9 @@ func TestMirrorFillsAndResumes(t *testing.T) {
 }
 
 // TestMirrorInitialBulkAndRecovery fills the mirror with a bulk query, then
-// gets DataMissing on the active connection and recovers on a second one.
-// Stale states from the bulks never replace newer ones.
+// gets DataMissing on the active connection and recovers the missing
+// interval on a second one (WindowedRecovery). Stale states from the bulks
+// never replace newer ones.
 func TestMirrorInitialBulkAndRecovery(t *testing.T) {
 	bulkSeen := make(chan struct{})
 	srv := newServer(t,
@@ -196,6 +197,7 @@ func TestMirrorInitialBulkAndRecovery(t *testing.T) {
 		})
 	cfg := config(t, t.TempDir(), srv.Addr())
 	cfg.Recovery = []requestor.Query{linkQuery}
+	cfg.WindowedRecovery = true
 	var once sync.Once
 	err := runMirror(t, cfg, func(ev requestor.Event) bool {
 		if d, ok := ev.(requestor.RecoveryDone); ok && d.Source == requestor.SourceRecovery {
@@ -227,6 +229,139 @@ func TestMirrorInitialBulkAndRecovery(t *testing.T) {
 	}
 	if _, ok, _ := m.Get(addrKey("2001:db8:1::3")); !ok {
 		t.Error("2001:db8:1::3 from the recovery bulk is missing")
+	}
+	if cp, _ := m.Checkpoint(); cp.StartTime != 1010 {
+		t.Errorf("checkpoint = %+v, want 1010", cp)
+	}
+}
+
+// relayed returns the OPTION_CLIENT_DATA of an address binding that came
+// through a relay on link, with its OPTION_LQ_RELAY_DATA.
+func relayed(duid []byte, addr, link string, preferred, valid uint32) []byte {
+	fw := []byte{byte(codec.MsgRelayForw), 0}
+	l := netip.MustParseAddr(link).As16()
+	peer := netip.MustParseAddr("fe80::1").As16()
+	fw = append(append(fw, l[:]...), peer[:]...)
+	data := append(peer[:], fw...)
+	return requestortest.OptClientData(duid, requestortest.OptCLTTime(5), requestortest.OptIAAddr(addr, preferred, valid),
+		requestortest.Opt(codec.OptLQRelayData, data))
+}
+
+// TestMirrorFullRecoveryEndsRemoved recovers from DataMissing with the
+// interval query and a full one on the same connection. Afterwards the
+// mirror ends the one binding that neither the bulk nor the active
+// connection reported since the bulk started. It keeps the one that arrived
+// on the active connection meanwhile, and the one whose relay data puts it
+// on a link the recovery does not query.
+func TestMirrorFullRecoveryEndsRemoved(t *testing.T) {
+	recoveryOpen := make(chan struct{})
+	activeSeen := make(chan struct{})
+	second := make(chan requestortest.Received, 1)
+	recovered := make(chan struct{})
+	srv := newServer(t,
+		func(c *requestortest.Conn, r requestortest.Received) { // initial bulk
+			x := r.Msg.TransactionID
+			c.Send(msg(codec.MsgLeasequeryReply, x, optBase(1000), binding(client1, "2001:db8:1::1", 5, 100, 200)),
+				msg(codec.MsgLeasequeryData, x, optBase(1000), binding(client2, "2001:db8:1::2", 5, 100, 200)),
+				msg(codec.MsgLeasequeryData, x, optBase(1000), relayed(client2, "2001:db8:9::5", "2001:db8:9::1", 100, 200)),
+				msg(codec.MsgLeasequeryDone, x))
+			c.WaitClosed(5 * time.Second)
+		},
+		func(c *requestortest.Conn, r requestortest.Received) { // active
+			x := r.Msg.TransactionID
+			c.Send(msg(codec.MsgLeasequeryReply, x, optBase(1001)),
+				msg(codec.MsgLeasequeryData, x, optStatus(codec.StatusDataMissing, ""), optBase(1002)))
+			<-recoveryOpen
+			c.Send(msg(codec.MsgLeasequeryData, x, optBase(1003), binding(client1, "2001:db8:1::4", 0, 100, 200)))
+			<-recovered
+			c.Send(msg(codec.MsgLeasequeryData, x, optBase(1010)))
+			c.WaitClosed(5 * time.Second)
+		},
+		func(c *requestortest.Conn, r requestortest.Received) { // recovery: interval, then full
+			close(recoveryOpen)
+			plain, err := c.ReadMessage()
+			if err != nil || plain.Err != nil {
+				t.Errorf("second recovery query: %v, %v", err, plain.Err)
+				return
+			}
+			second <- plain
+			c.Send(msg(codec.MsgLeasequeryReply, r.Msg.TransactionID, optBase(1002)))
+			x := plain.Msg.TransactionID
+			c.Send(msg(codec.MsgLeasequeryReply, x, optBase(1002), binding(client2, "2001:db8:1::2", 7, 100, 200)))
+			<-activeSeen
+			c.Send(msg(codec.MsgLeasequeryDone, x))
+			c.WaitClosed(5 * time.Second)
+		})
+	cfg := config(t, t.TempDir(), srv.Addr())
+	cfg.Recovery = []requestor.Query{linkQuery}
+	var swept []mirror.Swept
+	err := runMirror(t, cfg, func(ev requestor.Event) bool {
+		switch e := ev.(type) {
+		case requestor.Binding:
+			if e.Addr == netip.MustParseAddr("2001:db8:1::4") {
+				close(activeSeen)
+			}
+		case mirror.Swept:
+			swept = append(swept, e)
+		case requestor.RecoveryDone:
+			if e.Source == requestor.SourceRecovery {
+				if !e.Full || e.Err != nil {
+					t.Errorf("recovery done = %+v, want a full one without error", e)
+				}
+				close(recovered)
+			}
+		case requestor.Keepalive:
+			return e.BaseTime == 1010
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	first := srv.firstMessages()
+	if len(first) != 3 {
+		t.Fatalf("server saw %d connections, want initial bulk, active, recovery", len(first))
+	}
+	s, okS := first[2].Msg.Options.StartTime()
+	e, okE := first[2].Msg.Options.EndTime()
+	if !okS || !okE || s != 1000 || e != 1002 {
+		t.Errorf("first recovery query for %d (present %v) to %d (present %v), want 1000 to 1002", s, okS, e, okE)
+	}
+	plain := <-second
+	_, okS = plain.Msg.Options.StartTime()
+	_, okE = plain.Msg.Options.EndTime()
+	if okS || okE {
+		t.Errorf("second recovery query has start time %v, end time %v; want neither", okS, okE)
+	}
+	want := []mirror.Swept{{Source: requestor.SourceInitial}, {Source: requestor.SourceRecovery, Ended: 1}}
+	if len(swept) != len(want) || swept[0] != want[0] || swept[1] != want[1] {
+		t.Errorf("swept = %+v, want %+v", swept, want)
+	}
+
+	m := open(t, cfg)
+	tests := []struct {
+		addr   string
+		state  requestor.State
+		source requestor.Source
+		base   uint32
+		clt    uint32
+	}{
+		{"2001:db8:1::1", requestor.StateEnded, requestor.SourceRecovery, 1002, 7}, // in no reply: removed
+		{"2001:db8:1::2", requestor.StateActive, requestor.SourceRecovery, 1002, 7},
+		{"2001:db8:1::4", requestor.StateActive, requestor.SourceActive, 1003, 0},  // after the bulk's snapshot
+		{"2001:db8:9::5", requestor.StateActive, requestor.SourceInitial, 1000, 5}, // on a link not queried
+	}
+	for _, tt := range tests {
+		r, ok, err := m.Get(addrKey(tt.addr))
+		if err != nil || !ok {
+			t.Errorf("%s: found %v, %v", tt.addr, ok, err)
+			continue
+		}
+		if r.State != tt.state || r.Source != tt.source || r.BaseTime != tt.base || r.CLTTime != tt.clt {
+			t.Errorf("%s = %v from %v at base-time %d, CLT %d; want %v from %v at %d, CLT %d",
+				tt.addr, r.State, r.Source, r.BaseTime, r.CLTTime, tt.state, tt.source, tt.base, tt.clt)
+		}
 	}
 	if cp, _ := m.Checkpoint(); cp.StartTime != 1010 {
 		t.Errorf("checkpoint = %+v, want 1010", cp)

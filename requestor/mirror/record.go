@@ -38,6 +38,16 @@ type Record struct {
 	Source      requestor.Source
 	Received    time.Time
 
+	// AsOf is the server time at which the record's state is known to be
+	// current, and orders it against other reports of the binding (see
+	// supersedes). It is the base-time for the active connection, and the
+	// earliest base-time of the bulk for a bulk record. A server may read a
+	// whole bulk from a snapshot taken when it began, while it stamps each
+	// message with the time it builds it. So a late message of a long bulk
+	// can carry a state older than its base-time. Meaningful only with
+	// HasBaseTime.
+	AsOf uint32
+
 	LinkAddress  netip.Addr
 	RelayID      []byte
 	RemoteID     []byte // OPTION_REMOTE_ID data: 4-octet enterprise number, then the remote-id
@@ -72,6 +82,7 @@ func recordOf(b *requestor.Binding) Record {
 		HasBaseTime:       b.HasBaseTime,
 		Source:            b.Source,
 		Received:          b.Received,
+		AsOf:              b.BaseTime,
 		LinkAddress:       b.LinkAddress,
 		RelayID:           clone(b.RelayID),
 		InterfaceID:       clone(b.InterfaceID),
@@ -87,31 +98,35 @@ func recordOf(b *requestor.Binding) Record {
 
 // supersedes reports whether r, from a newer message, may replace old.
 // Messages from the active connection and from a bulk run in parallel, so
-// arrival order says nothing across connections: the base-time decides,
-// and on a tie (base-times are whole seconds) the active connection wins,
-// because it reports changes as they happen. Without base-times the later
-// arrival wins.
+// arrival order across connections does not order the states. AsOf
+// decides, and on a tie (base-times are whole seconds) the active
+// connection wins, because it reports changes as they happen. Without
+// base-times the later arrival wins.
 func (r *Record) supersedes(old *Record) bool {
 	if !r.HasBaseTime || !old.HasBaseTime {
 		return true
 	}
-	if r.BaseTime != old.BaseTime {
-		return int32(r.BaseTime-old.BaseTime) > 0
+	if r.AsOf != old.AsOf {
+		return int32(r.AsOf-old.AsOf) > 0
 	}
 	return r.Source == requestor.SourceActive || old.Source != requestor.SourceActive
 }
 
-// Record value layout, version 1, all integers big-endian:
+// Record value layout, version 2, all integers big-endian:
 //
 //	version (1) | type (1) | state (1) | source (1) | flags (1)
 //	iaid (4) | preferred (4) | valid (4) | clt (4) | base-time (4)
+//	as-of (4)
 //	preferred-until, valid-until, last-transaction, received (8 each:
 //	    Unix nanoseconds, 0 for the zero time)
 //	link-address (16) | relay-peer (16)
 //	client-id, relay-id, remote-id, interface-id, relay-message
 //	    (each: uvarint length, then the octets)
+//
+// Version 1, written before as-of existed, lacks that field; it reads as
+// the base-time.
 const (
-	recordVersion = 1
+	recordVersion = 2
 
 	flagIAID     = 1 << 0
 	flagCLT      = 1 << 1
@@ -119,7 +134,8 @@ const (
 	flagLink     = 1 << 3
 	flagPeer     = 1 << 4
 
-	recordFixedLen = 5 + 5*4 + 4*8 + 2*16
+	recordFixedLenV1 = 5 + 5*4 + 4*8 + 2*16
+	recordFixedLen   = recordFixedLenV1 + 4
 )
 
 // appendValue appends the encoded value of r (its key is stored apart).
@@ -141,7 +157,7 @@ func (r *Record) appendValue(b []byte) []byte {
 		flags |= flagPeer
 	}
 	b = append(b, recordVersion, byte(r.Type), byte(r.State), byte(r.Source), flags)
-	for _, v := range []uint32{r.IAID, r.PreferredLifetime, r.ValidLifetime, r.CLTTime, r.BaseTime} {
+	for _, v := range []uint32{r.IAID, r.PreferredLifetime, r.ValidLifetime, r.CLTTime, r.BaseTime, r.AsOf} {
 		b = binary.BigEndian.AppendUint32(b, v)
 	}
 	for _, t := range []time.Time{r.PreferredUntil, r.ValidUntil, r.LastTransaction, r.Received} {
@@ -168,11 +184,15 @@ func (r *Record) appendValue(b []byte) []byte {
 // decodeValue decodes a record value into r, copying every slice; r's key
 // must be set by the caller.
 func (r *Record) decodeValue(v []byte) error {
-	if len(v) < recordFixedLen {
-		return fmt.Errorf("%w: record of %d octets, want at least %d", ErrCorrupt, len(v), recordFixedLen)
+	if len(v) == 0 || v[0] < 1 || v[0] > recordVersion {
+		return fmt.Errorf("%w: record version % x", ErrCorrupt, v[:min(len(v), 1)])
 	}
-	if v[0] != recordVersion {
-		return fmt.Errorf("%w: record version %d", ErrCorrupt, v[0])
+	fixed := recordFixedLen
+	if v[0] == 1 {
+		fixed = recordFixedLenV1
+	}
+	if len(v) < fixed {
+		return fmt.Errorf("%w: record of %d octets, want at least %d", ErrCorrupt, len(v), fixed)
 	}
 	if requestor.BindingType(v[1]) != r.Type {
 		return fmt.Errorf("%w: record type %d under a key of type %d", ErrCorrupt, v[1], r.Type)
@@ -184,6 +204,10 @@ func (r *Record) decodeValue(v []byte) error {
 
 	u32 := func() uint32 { x := binary.BigEndian.Uint32(p); p = p[4:]; return x }
 	r.IAID, r.PreferredLifetime, r.ValidLifetime, r.CLTTime, r.BaseTime = u32(), u32(), u32(), u32(), u32()
+	r.AsOf = r.BaseTime
+	if v[0] >= 2 {
+		r.AsOf = u32()
+	}
 	when := func() time.Time {
 		n := int64(binary.BigEndian.Uint64(p))
 		p = p[8:]
@@ -231,4 +255,30 @@ func clone(b []byte) []byte {
 		return nil
 	}
 	return append([]byte(nil), b...)
+}
+
+// end turns r into the record of a binding the server no longer has, as
+// found at now by a full bulk from source whose earliest base-time
+// is base. The base-time and AsOf move to base when that is later, and
+// OPTION_CLT_TIME with them, so that the last transaction stays where it
+// was.
+func (r *Record) end(source requestor.Source, base uint32, hasBase bool, now time.Time) {
+	r.State = requestor.StateEnded
+	r.PreferredLifetime, r.ValidLifetime = 0, 0
+	r.PreferredUntil, r.ValidUntil = time.Time{}, time.Time{}
+	if hasBase && r.HasBaseTime && int32(base-r.BaseTime) > 0 {
+		if r.HasCLTTime {
+			r.CLTTime += base - r.BaseTime
+		}
+		r.BaseTime = base
+	}
+	if hasBase && !r.HasBaseTime {
+		r.BaseTime, r.HasBaseTime = base, true
+		r.HasCLTTime = false
+	}
+	if hasBase && int32(base-r.AsOf) > 0 {
+		r.AsOf = base
+	}
+	r.Source = source
+	r.Received = now
 }

@@ -27,6 +27,7 @@ func sampleRecord() Record {
 		LastTransaction:   now.Add(-time.Minute),
 		BaseTime:          820540800,
 		HasBaseTime:       true,
+		AsOf:              820540790,
 		Source:            requestor.SourceActive,
 		Received:          now,
 		LinkAddress:       netip.MustParseAddr("2001:db8:1::1"),
@@ -90,6 +91,28 @@ func TestRecordDecodeRejectsDamage(t *testing.T) {
 	}
 }
 
+// TestRecordDecodeVersion1 reads a value written before AsOf existed: the
+// same layout without as-of, which then equals the base-time.
+func TestRecordDecodeVersion1(t *testing.T) {
+	r := sampleRecord()
+	v := r.appendValue(nil)
+	asOf := 5 + 5*4
+	v1 := append([]byte{1}, v[1:asOf]...)
+	v1 = append(v1, v[asOf+4:]...)
+	got := Record{BindingKey: r.BindingKey}
+	if err := got.decodeValue(v1); err != nil {
+		t.Fatal(err)
+	}
+	want := normalize(r)
+	want.AsOf = want.BaseTime
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("version 1 decode\n%+v\nwant\n%+v", got, want)
+	}
+	if err := got.decodeValue(v1[:recordFixedLenV1-1]); err == nil {
+		t.Error("short version 1 value decoded")
+	}
+}
+
 func TestCheckpointRoundTrip(t *testing.T) {
 	for _, c := range []requestor.Checkpoint{{}, {StartTime: 820540800, Valid: true}, {StartTime: 0, Valid: true}} {
 		got, err := decodeCheckpoint(encodeCheckpoint(c))
@@ -101,7 +124,11 @@ func TestCheckpointRoundTrip(t *testing.T) {
 
 func TestSupersedes(t *testing.T) {
 	rec := func(base uint32, source requestor.Source) *Record {
-		return &Record{BaseTime: base, HasBaseTime: true, Source: source}
+		return &Record{BaseTime: base, AsOf: base, HasBaseTime: true, Source: source}
+	}
+	// bulk is a record from a late message of a bulk that began at asOf.
+	bulk := func(base, asOf uint32) *Record {
+		return &Record{BaseTime: base, AsOf: asOf, HasBaseTime: true, Source: requestor.SourceRecovery}
 	}
 	tests := []struct {
 		name     string
@@ -117,6 +144,10 @@ func TestSupersedes(t *testing.T) {
 		{"tie, bulk after bulk", rec(100, requestor.SourceInitial), rec(100, requestor.SourceInitial), true},
 		{"across the 2136 wrap", rec(5, requestor.SourceActive), rec(0xfffffff0, requestor.SourceActive), true},
 		{"no base-time", &Record{Source: requestor.SourceRecovery}, rec(100, requestor.SourceActive), true},
+		{"late bulk message, bulk began before", bulk(110, 99), rec(100, requestor.SourceActive), false},
+		{"late bulk message, bulk began at the same time", bulk(110, 100), rec(100, requestor.SourceActive), false},
+		{"late bulk message, bulk began after", bulk(110, 101), rec(100, requestor.SourceActive), true},
+		{"active after a late bulk message", rec(105, requestor.SourceActive), bulk(110, 100), true},
 	}
 	for _, tc := range tests {
 		if got := tc.newer.supersedes(tc.old); got != tc.replaces {
