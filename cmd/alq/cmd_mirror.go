@@ -31,19 +31,22 @@ func runMirror(ctx context.Context, fs *flag.FlagSet, args []string, e env) (str
 	quiet := fs.Bool("quiet", false, "print nothing while mirroring")
 	sync := fs.Bool("sync", false, "wait for the disk on every write")
 	retention := fs.Duration("retention", mirror.DefaultTombstoneRetention, "keep ended bindings this long before pruning them")
+	windowed := fs.Bool("windowed-recovery", false, "after DataMissing fetch only the missing interval (RFC 7653 8.4.1), not also every binding;\nbindings removed meanwhile then stay in the mirror until their lifetime runs out")
 	setUsage(fs, "alq mirror --db DIR [--server HOST[:PORT]] [--bulk-link ADDR ...] [--by TYPE <value flag>] [flags]",
 		"Keeps a local database of the server's bindings current with Active Leasequery,\n"+
 			"and resumes where it stopped when restarted. An empty database is filled by a\n"+
 			"Bulk Leasequery per --bulk-link (or for the --by filter), or, without either,\n"+
-			"by catch-up from the start of the server's history. --server may be left out\n"+
-			"once the database exists. With --list, prints the stored bindings and exits.")
+			"by catch-up from the start of the server's history. After DataMissing the\n"+
+			"same bulk queries fetch the missing interval and every binding still held;\n"+
+			"bindings in neither are marked ended. --server may be left out once the\n"+
+			"database exists. With --list, prints the stored bindings and exits.")
 	if err := parse(fs, args); err != nil {
 		return "", err
 	}
 	if *dir == "" {
 		return common.server, usagef("--db is required")
 	}
-	cfg := mirror.Config{Dir: *dir, RelayData: qf.relayData, MaxAttempts: wf.maxAttempts, Sync: *sync, TombstoneRetention: *retention}
+	cfg := mirror.Config{Dir: *dir, RelayData: qf.relayData, MaxAttempts: wf.maxAttempts, Sync: *sync, TombstoneRetention: *retention, WindowedRecovery: *windowed}
 	// Without --server the database names the server.
 	var err error
 	if cfg.Requestor, err = common.configFor(common.server); err != nil {

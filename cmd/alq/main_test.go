@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -344,6 +345,91 @@ func TestMirrorCommand(t *testing.T) {
 	code, _, stderr = alq(t, "mirror", "--db", filepath.Join(t.TempDir(), "new"), "--list")
 	if code != exitUsage {
 		t.Errorf("new database without --server: exit %d, stderr %q; want %d", code, stderr, exitUsage)
+	}
+}
+
+// TestMirrorRecoveryQueries runs alq mirror with --bulk-link into
+// DataMissing. By default the recovery connection carries the interval
+// query and the query without times, and the output reports the sweep.
+// With --windowed-recovery it carries only the interval query.
+func TestMirrorRecoveryQueries(t *testing.T) {
+	tests := []struct {
+		name    string
+		flags   []string
+		queries int
+	}{
+		{"full", nil, 2},
+		{"windowed", []string{"--windowed-recovery"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recovered := make(chan struct{})
+			var mu sync.Mutex
+			bulks, queries := 0, 0
+			srv := requestortest.NewServer(t, func(c *requestortest.Conn) {
+				r, err := c.ReadMessage()
+				if err != nil || r.Err != nil {
+					return
+				}
+				x := r.Msg.TransactionID
+				if r.Msg.Type == codec.MsgActiveLeasequery {
+					c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, ""), optBase(200)))
+					<-recovered
+					return // closed: the one active attempt ends the run
+				}
+				mu.Lock()
+				bulks++
+				initial := bulks == 1
+				mu.Unlock()
+				if initial {
+					c.Send(msg(codec.MsgLeasequeryReply, x, optBase(100), requestortest.Binding(client1, "2001:db8:1::1", 5, 100, 200)),
+						msg(codec.MsgLeasequeryDone, x, optBase(100)))
+					c.WaitClosed(5 * time.Second)
+					return
+				}
+				n := 1
+				c.Send(msg(codec.MsgLeasequeryReply, x, optBase(201)))
+				for {
+					r, err := c.ReadMessage()
+					if err != nil || r.Err != nil {
+						break // the requestor closed the connection
+					}
+					n++
+					c.Send(msg(codec.MsgLeasequeryReply, r.Msg.TransactionID, optBase(201)))
+				}
+				mu.Lock()
+				queries = n
+				mu.Unlock()
+				close(recovered)
+			})
+			db := filepath.Join(t.TempDir(), "mirror")
+			args := append([]string{"mirror", "--server", srv.Addr(), "--db", db, "--bulk-link", "2001:db8:1::1", "--max-attempts", "2", "--json"}, tt.flags...)
+			code, stdout, stderr := alq(t, args...)
+			if code != exitIncomplete {
+				t.Fatalf("exit code %d, stderr %q; want %d after the active connection closed", code, stderr, exitIncomplete)
+			}
+			mu.Lock()
+			if queries != tt.queries {
+				t.Errorf("recovery connection carried %d queries, want %d", queries, tt.queries)
+			}
+			mu.Unlock()
+			var swept []map[string]any
+			for _, l := range jsonLines(t, stdout) {
+				if l["event"] == "swept" {
+					swept = append(swept, l)
+				}
+			}
+			wantSwept := 2 // after the initial bulk and after the recovery
+			if tt.queries == 1 {
+				wantSwept = 1
+			}
+			if len(swept) != wantSwept {
+				t.Fatalf("swept events %v, want %d:\n%s", swept, wantSwept, stdout)
+			}
+			if last := swept[len(swept)-1]; tt.queries == 2 && (last["source"] != "recovery" || last["ended"] != 1.0) {
+				t.Errorf("last swept event %v, want the recovery ending 2001:db8:1::1", last)
+			}
+		})
 	}
 }
 

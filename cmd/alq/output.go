@@ -13,6 +13,7 @@ import (
 
 	"github.com/alqd/alqd/codec"
 	"github.com/alqd/alqd/requestor"
+	"github.com/alqd/alqd/requestor/mirror"
 )
 
 // printer writes events to stdout as JSON lines, as a table (bulk and
@@ -176,7 +177,12 @@ func eventLine(ev requestor.Event) string {
 		if e.Source == requestor.SourceInitial {
 			return fmt.Sprintf("%s initial bulk query started", now)
 		}
+		if e.Full {
+			return fmt.Sprintf("%s recovery bulk query started for %d to %d and for every binding held", now, e.StartTime, e.EndTime)
+		}
 		return fmt.Sprintf("%s recovery bulk query started for %d to %d", now, e.StartTime, e.EndTime)
+	case mirror.Swept:
+		return fmt.Sprintf("%s %s bulk query complete: %d bindings the server no longer has marked ended", now, e.Source, e.Ended)
 	case requestor.RecoveryDone:
 		if e.Err != nil {
 			return fmt.Sprintf("%s %s bulk query failed after %d bindings: %v", now, e.Source, e.Bindings, e.Err)
@@ -252,6 +258,8 @@ type jsonStatus struct {
 	StatusCode *uint16    `json:"status_code,omitempty"`
 	Message    string     `json:"message,omitempty"`
 	Bindings   *int       `json:"bindings,omitempty"`
+	Full       *bool      `json:"full,omitempty"`
+	Ended      *int       `json:"ended,omitempty"`
 	BaseTime   *uint32    `json:"base_time,omitempty"`
 	ServerTime *time.Time `json:"server_time,omitempty"`
 	StartTime  *uint32    `json:"start_time,omitempty"`
@@ -319,7 +327,7 @@ func jsonEvent(ev requestor.Event) any {
 			s.Error = e.Err.Error()
 		}
 	case requestor.RecoveryStarted:
-		s.Event, s.Source = "recovery_started", e.Source.String()
+		s.Event, s.Source, s.Full = "recovery_started", e.Source.String(), ptr(e.Full)
 		if e.HasStartTime {
 			s.StartTime = ptr(e.StartTime)
 		}
@@ -327,10 +335,12 @@ func jsonEvent(ev requestor.Event) any {
 			s.EndTime = ptr(e.EndTime)
 		}
 	case requestor.RecoveryDone:
-		s.Event, s.Source, s.Bindings = "recovery_done", e.Source.String(), ptr(e.Bindings)
+		s.Event, s.Source, s.Bindings, s.Full = "recovery_done", e.Source.String(), ptr(e.Bindings), ptr(e.Full)
 		if e.Err != nil {
 			s.Error = e.Err.Error()
 		}
+	case mirror.Swept:
+		s.Event, s.Source, s.Ended = "swept", e.Source.String(), ptr(e.Ended)
 	default:
 		s.Event = fmt.Sprintf("%T", ev)
 	}
