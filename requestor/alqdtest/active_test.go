@@ -157,6 +157,92 @@ func bindingTarget(b requestor.Binding) string {
 	return b.Addr.String()
 }
 
+// TestAlqdReceiveTimeoutRetryAndSkew follows an alqd that sends nothing
+// after catch-up (no keepalives within the test). The Watcher closes each
+// connection after its receive timeout, reconnects no sooner than its
+// retry interval with the base-time it kept, and converts the server's
+// times, months behind the local clock, into local ones.
+func TestAlqdReceiveTimeoutRetryAndSkew(t *testing.T) {
+	clock := &fakeClock{t: now}
+	st := openStore(t, clock.Now)
+	apply(t, st, fixtures...)
+	srv, _ := startServer(t, st, activeConfig(), clock.Now)
+
+	cfg := config(srv.Addr().String())
+	cfg.ReceiveTimeout = 300 * time.Millisecond
+	cfg.RetryInterval = 500 * time.Millisecond
+	start := codec.DHCPTime(now) - 10
+	w, err := requestor.NewWatcher(cfg, requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: start, Valid: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var connected []requestor.Connected
+	var connectedAt []time.Time
+	var disconnects []error
+	var first *requestor.Binding
+	stop := errors.New("three connections")
+	err = w.Run(testContext(t), func(ev requestor.Event) error {
+		switch e := ev.(type) {
+		case requestor.Connected:
+			connected = append(connected, e)
+			connectedAt = append(connectedAt, time.Now())
+			if len(connected) == 3 {
+				return stop
+			}
+		case requestor.Disconnected:
+			disconnects = append(disconnects, e.Err)
+		case requestor.Binding:
+			if first == nil && e.Addr == fixtures[0].Prefix.Addr() {
+				first = &e
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("Run: %v", err)
+	}
+
+	if len(disconnects) != 2 {
+		t.Errorf("%d disconnects before the third connection, want 2", len(disconnects))
+	}
+	for i, err := range disconnects {
+		if !errors.Is(err, requestor.ErrReceiveTimeout) {
+			t.Errorf("disconnect %d: %v, want ErrReceiveTimeout", i+1, err)
+		}
+	}
+	// Connected is reported once the query is written, a little after the
+	// attempt began, so only the lower bound is checked, less a margin for
+	// that delay.
+	for i := 1; i < len(connectedAt); i++ {
+		if gap := connectedAt[i].Sub(connectedAt[i-1]); gap < cfg.RetryInterval-50*time.Millisecond {
+			t.Errorf("connection %d began %v after the one before, want at least the retry interval %v", i+1, gap, cfg.RetryInterval)
+		}
+	}
+	if connected[0].StartTime != start {
+		t.Errorf("first start time %d, want %d", connected[0].StartTime, start)
+	}
+	for _, c := range connected[1:] {
+		if !c.HasStartTime || c.StartTime != codec.DHCPTime(now) {
+			t.Errorf("reconnect start time %d (present %v), want the base-time %d kept after catch-up", c.StartTime, c.HasStartTime, codec.DHCPTime(now))
+		}
+	}
+
+	// The server's clock is fixed at now, months behind the local one.
+	behind := time.Since(now)
+	if d := w.Skew() - behind; d < -2*time.Second || d > 2*time.Second {
+		t.Errorf("skew %v, want about %v", w.Skew(), behind)
+	}
+	if first == nil {
+		t.Fatalf("no binding for %v", fixtures[0].Prefix)
+	}
+	// Granted 3600 s a minute before the server's now: it runs out 3540 s
+	// after the message, in local time.
+	want := first.Received.Add(3540 * time.Second)
+	if d := first.ValidUntil.Sub(want); d < -2*time.Second || d > 2*time.Second {
+		t.Errorf("valid until %v, want about %v (local time)", first.ValidUntil, want)
+	}
+}
+
 // proxy forwards TCP connections to a target that the test can change,
 // so that a server restarted on a new port keeps the requestor's address.
 type proxy struct {
