@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -153,13 +155,7 @@ func (c *conn) flooded() gnet.Action {
 	c.ending = CloseProtocolViolation
 	_, _ = c.gc.Discard(c.gc.InboundBuffered())
 
-	status := &codec.StatusError{Code: codec.StatusQueryTerminated, Msg: "the server is closing the connection because the requestor sent more queries than it reads ahead"}
-	for i, r := range c.queue {
-		c.reply(r.xid, r.clientID, status)
-		c.srv.metrics.countQuery(transportTCP, r.query.QueryType, status.Code.String())
-		c.queue[i] = nil
-	}
-	c.queue = c.queue[:0]
+	c.terminateQueued("the server is closing the connection because the requestor sent more queries than it reads ahead")
 
 	if c.run != nil {
 		// runDone closes the connection after the DONE.
@@ -168,6 +164,18 @@ func (c *conn) flooded() gnet.Action {
 	}
 	c.closeAfterDrain(c.ending)
 	return gnet.None
+}
+
+// terminateQueued sends every queued query a LEASEQUERY-REPLY carrying
+// QueryTerminated and msg, and empties the queue.
+func (c *conn) terminateQueued(msg string) {
+	status := &codec.StatusError{Code: codec.StatusQueryTerminated, Msg: msg}
+	for i, r := range c.queue {
+		c.reply(r.xid, r.clientID, status)
+		c.srv.metrics.countQuery(transportTCP, r.query.QueryType, status.Code.String())
+		c.queue[i] = nil
+	}
+	c.queue = c.queue[:0]
 }
 
 // endAfterQueries makes the connection close with reason once the running
@@ -292,6 +300,11 @@ func (c *conn) runDone(run *bulkRun) {
 	}
 	c.run = nil
 	c.stopDraining()
+	if errors.Is(context.Cause(run.ctx), errShutdown) {
+		// The queries read ahead of the one that just ended with
+		// QueryTerminated are not dropped silently either.
+		c.terminateQueued("the server is shutting down")
+	}
 	if c.ending != 0 && (run.shutdown || run.job.aborted || len(c.queue) == 0) {
 		c.closeAfterDrain(c.ending)
 		return

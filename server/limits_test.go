@@ -223,7 +223,12 @@ func TestShutdownTerminatesQuery(t *testing.T) {
 
 	r := dial(t, srv)
 	_ = r.conn.(*net.TCPConn).SetReadBuffer(4096)
-	r.send(leasequery(0x5d, byLink("2001:db8:1::1")))
+	// Two more queries wait behind the first, read ahead by the server.
+	var pipelined []byte
+	for _, m := range [][]byte{leasequery(0x5d, byLink("2001:db8:1::1")), leasequery(0x5e, byLink("2001:db8:1::1")), leasequery(0x5f, byAddress("2001:db8:1::5"))} {
+		pipelined, _ = codec.AppendFrame(pipelined, m)
+	}
+	r.write(pipelined)
 	first := r.next()
 	if first.Type != codec.MsgLeasequeryReply {
 		t.Fatalf("first message %v, want LEASEQUERY-REPLY", first.Type)
@@ -237,17 +242,32 @@ func TestShutdownTerminatesQuery(t *testing.T) {
 	}()
 
 	var last *codec.Message
+	var queued []*codec.Message
 	count := 1
 	for {
 		m, err := r.tryNext(10 * time.Second)
 		if err != nil {
 			break
 		}
+		if m.TransactionID != 0x5d {
+			queued = append(queued, m)
+			continue
+		}
 		count++
 		last = m
 	}
 	if last == nil || last.Type != codec.MsgLeasequeryDone || status(t, last) != codec.StatusQueryTerminated {
 		t.Fatalf("last of %d messages is %v, want LEASEQUERY-DONE QueryTerminated", count, describeMsg(t, last))
+	}
+	// At shutdown every query ends with QueryTerminated. A query that had
+	// not started gets it in its only message.
+	if len(queued) != 2 {
+		t.Fatalf("%d messages for the queued queries, want 2", len(queued))
+	}
+	for i, m := range queued {
+		if want := uint32(0x5e + i); m.TransactionID != want || m.Type != codec.MsgLeasequeryReply || status(t, m) != codec.StatusQueryTerminated {
+			t.Errorf("queued query %d: %v xid %#x, want LEASEQUERY-REPLY QueryTerminated xid %#x", i+1, describeMsg(t, m), m.TransactionID, want)
+		}
 	}
 	if count-2 >= 60000 {
 		t.Errorf("all %d bindings were sent before the shutdown took effect; the test proves nothing", count-2)
