@@ -318,10 +318,12 @@ func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error 
 	var key, value []byte
 	// full is true from the RecoveryStarted of a full bulk to its
 	// RecoveryDone. first is the earliest base-time of the current bulk,
-	// the AsOf of its records (see Record.AsOf).
+	// the AsOf of its records (see Record.AsOf), and bulkStart the local
+	// time it started.
 	var full bool
 	var first uint32
 	var hasFirst bool
+	var bulkStart time.Time
 	return w.Run(ctx, func(ev requestor.Event) error {
 		// Prune between events, on the Watcher's goroutine, so that no
 		// write races with it.
@@ -337,6 +339,7 @@ func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error 
 		switch e := ev.(type) {
 		case requestor.RecoveryStarted:
 			hasFirst = false
+			bulkStart = time.Now()
 			if e.Full {
 				if err := m.clearSeen(); err != nil {
 					return err
@@ -360,7 +363,7 @@ func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error 
 			first, hasFirst = info.BaseTime, true
 		}
 		var err error
-		if key, value, err = m.apply(b, ev, first, full, w.Checkpoint(), &stored, key[:0], value[:0]); err != nil {
+		if key, value, err = m.apply(b, ev, bulkOrder{asOf: first, start: bulkStart}, full, w.Checkpoint(), &stored, key[:0], value[:0]); err != nil {
 			return err
 		}
 		if fn == nil {
@@ -375,19 +378,19 @@ func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error 
 
 // apply adds to b a binding event, if it is newer than the stored record,
 // its seen marker when mark is set, and the checkpoint, if it moved, and
-// commits b. bulkAsOf is the AsOf of a binding from a bulk. key and value
-// are scratch buffers, returned for reuse.
-func (m *Mirror) apply(b *pebble.Batch, ev requestor.Event, bulkAsOf uint32, mark bool, cp requestor.Checkpoint, stored *requestor.Checkpoint, key, value []byte) ([]byte, []byte, error) {
+// commits b. bulk orders a binding from the current bulk against the
+// stored record. key and value are scratch buffers, returned for reuse.
+func (m *Mirror) apply(b *pebble.Batch, ev requestor.Event, bulk bulkOrder, mark bool, cp requestor.Checkpoint, stored *requestor.Checkpoint, key, value []byte) ([]byte, []byte, error) {
 	if bind, ok := ev.(requestor.Binding); ok {
 		rec := recordOf(&bind)
 		if bind.Source == requestor.SourceRecovery || bind.Source == requestor.SourceInitial {
-			rec.AsOf = bulkAsOf
+			rec.AsOf = bulk.asOf
 		}
 		old, found, err := m.Get(rec.BindingKey)
 		if err != nil {
 			return key, value, err
 		}
-		if !found || rec.supersedes(&old) {
+		if !found || rec.supersedes(&old, bulk.start) {
 			key = rec.appendKey(key)
 			value = rec.appendValue(value)
 			b.Set(key, value, nil)

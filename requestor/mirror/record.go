@@ -96,15 +96,28 @@ func recordOf(b *requestor.Binding) Record {
 	return r
 }
 
+// bulkOrder is the ordering data of the running bulk: the AsOf of its
+// records, and the local time it started (zero before the first bulk).
+type bulkOrder struct {
+	asOf  uint32
+	start time.Time
+}
+
 // supersedes reports whether r, from a newer message, may replace old.
 // Messages from the active connection and from a bulk run in parallel, so
 // arrival order across connections does not order the states. AsOf
 // decides, and on a tie (base-times are whole seconds) the active
-// connection wins, because it reports changes as they happen. Without
-// base-times the later arrival wins.
-func (r *Record) supersedes(old *Record) bool {
+// connection wins, because it reports changes as they happen.
+//
+// Without base-times the later arrival wins, except over a record that the
+// active connection read at or after bulkStart, the local time the running
+// bulk started. The bulk may have read its state before that record's
+// change, and the active connection sends every change after the record as
+// well, so keeping the record loses nothing.
+func (r *Record) supersedes(old *Record, bulkStart time.Time) bool {
 	if !r.HasBaseTime || !old.HasBaseTime {
-		return true
+		fromBulk := r.Source == requestor.SourceRecovery || r.Source == requestor.SourceInitial
+		return !fromBulk || bulkStart.IsZero() || old.Source != requestor.SourceActive || old.Received.Before(bulkStart)
 	}
 	if r.AsOf != old.AsOf {
 		return int32(r.AsOf-old.AsOf) > 0

@@ -130,27 +130,39 @@ func TestSupersedes(t *testing.T) {
 	bulk := func(base, asOf uint32) *Record {
 		return &Record{BaseTime: base, AsOf: asOf, HasBaseTime: true, Source: requestor.SourceRecovery}
 	}
+	// read is an active record without base-time, read at received.
+	read := func(received time.Time) *Record {
+		return &Record{Source: requestor.SourceActive, Received: received}
+	}
+	bulkStart := time.Unix(1_800_000_000, 0)
 	tests := []struct {
-		name     string
-		newer    *Record
-		old      *Record
-		replaces bool
+		name      string
+		newer     *Record
+		old       *Record
+		bulkStart time.Time
+		replaces  bool
 	}{
-		{"later base-time", rec(101, requestor.SourceRecovery), rec(100, requestor.SourceActive), true},
-		{"earlier base-time", rec(99, requestor.SourceActive), rec(100, requestor.SourceRecovery), false},
-		{"tie, active over bulk", rec(100, requestor.SourceActive), rec(100, requestor.SourceInitial), true},
-		{"tie, bulk under active", rec(100, requestor.SourceRecovery), rec(100, requestor.SourceActive), false},
-		{"tie, active after active", rec(100, requestor.SourceActive), rec(100, requestor.SourceActive), true},
-		{"tie, bulk after bulk", rec(100, requestor.SourceInitial), rec(100, requestor.SourceInitial), true},
-		{"across the 2136 wrap", rec(5, requestor.SourceActive), rec(0xfffffff0, requestor.SourceActive), true},
-		{"no base-time", &Record{Source: requestor.SourceRecovery}, rec(100, requestor.SourceActive), true},
-		{"late bulk message, bulk began before", bulk(110, 99), rec(100, requestor.SourceActive), false},
-		{"late bulk message, bulk began at the same time", bulk(110, 100), rec(100, requestor.SourceActive), false},
-		{"late bulk message, bulk began after", bulk(110, 101), rec(100, requestor.SourceActive), true},
-		{"active after a late bulk message", rec(105, requestor.SourceActive), bulk(110, 100), true},
+		{"later base-time", rec(101, requestor.SourceRecovery), rec(100, requestor.SourceActive), time.Time{}, true},
+		{"earlier base-time", rec(99, requestor.SourceActive), rec(100, requestor.SourceRecovery), time.Time{}, false},
+		{"tie, active over bulk", rec(100, requestor.SourceActive), rec(100, requestor.SourceInitial), time.Time{}, true},
+		{"tie, bulk under active", rec(100, requestor.SourceRecovery), rec(100, requestor.SourceActive), time.Time{}, false},
+		{"tie, active after active", rec(100, requestor.SourceActive), rec(100, requestor.SourceActive), time.Time{}, true},
+		{"tie, bulk after bulk", rec(100, requestor.SourceInitial), rec(100, requestor.SourceInitial), time.Time{}, true},
+		{"across the 2136 wrap", rec(5, requestor.SourceActive), rec(0xfffffff0, requestor.SourceActive), time.Time{}, true},
+		{"no base-time", &Record{Source: requestor.SourceRecovery}, rec(100, requestor.SourceActive), time.Time{}, true},
+		{"late bulk message, bulk began before", bulk(110, 99), rec(100, requestor.SourceActive), time.Time{}, false},
+		{"late bulk message, bulk began at the same time", bulk(110, 100), rec(100, requestor.SourceActive), time.Time{}, false},
+		{"late bulk message, bulk began after", bulk(110, 101), rec(100, requestor.SourceActive), time.Time{}, true},
+		{"active after a late bulk message", rec(105, requestor.SourceActive), bulk(110, 100), time.Time{}, true},
+		{"no base-time, active read after the bulk started", &Record{Source: requestor.SourceRecovery}, read(bulkStart.Add(time.Millisecond)), bulkStart, false},
+		{"no base-time, active read as the bulk started", &Record{Source: requestor.SourceInitial}, read(bulkStart), bulkStart, false},
+		{"no base-time, active read before the bulk started", &Record{Source: requestor.SourceRecovery}, read(bulkStart.Add(-time.Millisecond)), bulkStart, true},
+		{"no base-time, bulk over bulk", &Record{Source: requestor.SourceRecovery}, &Record{Source: requestor.SourceRecovery, Received: bulkStart.Add(time.Millisecond)}, bulkStart, true},
+		{"no base-time, active over active", read(bulkStart.Add(2 * time.Millisecond)), read(bulkStart.Add(time.Millisecond)), bulkStart, true},
+		{"bulk with base-time, active without", rec(110, requestor.SourceRecovery), read(bulkStart.Add(time.Millisecond)), bulkStart, false},
 	}
 	for _, tc := range tests {
-		if got := tc.newer.supersedes(tc.old); got != tc.replaces {
+		if got := tc.newer.supersedes(tc.old, tc.bulkStart); got != tc.replaces {
 			t.Errorf("%s: supersedes = %v, want %v", tc.name, got, tc.replaces)
 		}
 	}
