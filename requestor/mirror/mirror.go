@@ -498,6 +498,11 @@ func mayMatch(r *Record, q *requestor.Query) bool {
 		return false
 	}
 	switch q.Type {
+	case codec.QueryByLinkAddress:
+		// The link-address is the key here, :: included: a server that
+		// accepts :: matches it literally (alqd returns the bindings
+		// stored without a link).
+		return !relayKnown || r.LinkAddress == q.Link
 	case codec.QueryByAddress:
 		return r.Prefix.Contains(q.Address)
 	case codec.QueryByClientID:

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alqd/alqd/codec"
 	"github.com/alqd/alqd/requestor"
 )
 
@@ -185,4 +186,46 @@ func FuzzRecordDecode(f *testing.F) {
 			t.Fatal("decode-encode-decode changed the record")
 		}
 	})
+}
+
+func TestMayMatch(t *testing.T) {
+	relayed := sampleRecord() // relay data on 2001:db8:1::1, relay-id "r", remote-id "p"
+	direct := sampleRecord()
+	direct.RelayMessage, direct.LinkAddress, direct.RelayID, direct.RemoteID = nil, netip.Addr{}, nil, nil
+	link := func(a string) requestor.Query {
+		return requestor.Query{Type: codec.QueryByLinkAddress, Link: netip.MustParseAddr(a)}
+	}
+	relayID := func(id []byte, on string) requestor.Query {
+		q := requestor.Query{Type: codec.QueryByRelayID, RelayID: id}
+		if on != "" {
+			q.Link = netip.MustParseAddr(on)
+		}
+		return q
+	}
+	tests := []struct {
+		name string
+		r    *Record
+		q    requestor.Query
+		want bool
+	}{
+		{"link of the relay data", &relayed, link("2001:db8:1::1"), true},
+		{"other link", &relayed, link("2001:db8:2::1"), false},
+		{"link :: against a known link", &relayed, link("::"), false},
+		{"link unknown without relay data", &direct, link("2001:db8:2::1"), true},
+		{"relay-id matches", &relayed, relayID(relayed.RelayID, ""), true},
+		{"relay-id differs", &relayed, relayID([]byte{0, 2, 0, 0, 0x7e, 0xd9, 'x'}, ""), false},
+		{"relay-id on another link", &relayed, relayID(relayed.RelayID, "2001:db8:2::1"), false},
+		{"relay-id unknown without relay data", &direct, relayID([]byte{0, 2, 0, 0, 0x7e, 0xd9, 'x'}, ""), true},
+		{"remote-id matches", &relayed, requestor.Query{Type: codec.QueryByRemoteID, RemoteID: codec.RemoteID{EnterpriseNumber: 0x7ed9, ID: []byte("p")}}, true},
+		{"remote-id differs", &relayed, requestor.Query{Type: codec.QueryByRemoteID, RemoteID: codec.RemoteID{EnterpriseNumber: 0x7ed9, ID: []byte("q")}}, false},
+		{"client-id matches", &direct, requestor.Query{Type: codec.QueryByClientID, ClientID: direct.ClientID}, true},
+		{"client-id differs", &direct, requestor.Query{Type: codec.QueryByClientID, ClientID: []byte{0, 3, 0, 1, 0, 0, 0x5e, 0, 0x53, 9}}, false},
+		{"address in the prefix", &direct, requestor.Query{Type: codec.QueryByAddress, Address: netip.MustParseAddr("2001:db8:100:1234::1")}, true},
+		{"address outside the prefix", &direct, requestor.Query{Type: codec.QueryByAddress, Address: netip.MustParseAddr("2001:db8:200::1")}, false},
+	}
+	for _, tc := range tests {
+		if got := mayMatch(tc.r, &tc.q); got != tc.want {
+			t.Errorf("%s: mayMatch = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
