@@ -194,6 +194,17 @@ type window struct {
 	hasEnd     bool
 }
 
+// split returns w as intervals a query can carry. An interval across the
+// wrap of the 32-bit server time (in 2136) becomes two, to the last second
+// before the wrap and from 0, because a query's end time may not be below
+// its start time.
+func (w window) split() []window {
+	if !w.hasEnd || w.end >= w.start {
+		return []window{w}
+	}
+	return []window{{start: w.start, end: 0xffffffff, hasEnd: true}, {start: 0, end: w.end, hasEnd: true}}
+}
+
 // watchRun is the state of one Watcher.Run, owned by its goroutine.
 type watchRun struct {
 	w       *Watcher
@@ -348,11 +359,13 @@ func (r *watchRun) startBulk(source Source) error {
 			plain = append(plain, q)
 		}
 		if source == SourceRecovery {
-			q.StartTime, q.HasStartTime = r.recWindow.start, true
-			q.EndTime, q.HasEndTime = r.recWindow.end, r.recWindow.hasEnd
-			started.StartTime, started.HasStartTime = q.StartTime, true
-			started.EndTime, started.HasEndTime = q.EndTime, q.HasEndTime
-			windowed = append(windowed, q)
+			started.StartTime, started.HasStartTime = r.recWindow.start, true
+			started.EndTime, started.HasEndTime = r.recWindow.end, r.recWindow.hasEnd
+			for _, w := range r.recWindow.split() {
+				q.StartTime, q.HasStartTime = w.start, true
+				q.EndTime, q.HasEndTime = w.end, w.hasEnd
+				windowed = append(windowed, q)
+			}
 		}
 	}
 	// The interval queries go first: they also report the bindings that

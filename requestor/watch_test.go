@@ -337,6 +337,47 @@ func TestWatcherFullRecovery(t *testing.T) {
 	}
 }
 
+// TestWatcherRecoveryAcrossWrap recovers an interval that crosses the wrap
+// of the 32-bit server time with two queries, one on each side of it.
+func TestWatcherRecoveryAcrossWrap(t *testing.T) {
+	second := make(chan requestortest.Received, 1)
+	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
+		c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, ""), optBase(5)))
+		c.WaitClosed(5 * time.Second)
+	}, func(n int, c *requestortest.Conn, q requestortest.Received) {
+		next, err := c.ReadMessage()
+		if err != nil || next.Err != nil {
+			t.Errorf("second recovery query: %v, %v", err, next.Err)
+			return
+		}
+		second <- next
+		c.Send(msg(codec.MsgLeasequeryReply, q.Msg.TransactionID, optBase(6)), msg(codec.MsgLeasequeryReply, next.Msg.TransactionID, optBase(6)))
+		c.WaitClosed(5 * time.Second)
+	})
+	req := requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: 0xfffffff0, Valid: true}, Recovery: []requestor.Query{linkQuery}}
+	_, got, err := watch(t, testConfig(ws.Addr()), req, func(ev requestor.Event) bool { _, ok := ev.(requestor.RecoveryDone); return ok })
+	if !errors.Is(err, errStop) {
+		t.Fatalf("Run error = %v", err)
+	}
+	if d := got[len(got)-1].ev.(requestor.RecoveryDone); d.Err != nil {
+		t.Fatalf("recovery failed: %v", d.Err)
+	}
+	ws.mu.Lock()
+	first := ws.bulk[0]
+	ws.mu.Unlock()
+	next := <-second
+	for i, tc := range []struct {
+		r          requestortest.Received
+		start, end uint32
+	}{{first, 0xfffffff0, 0xffffffff}, {next, 0, 5}} {
+		s, okS := startTime(tc.r)
+		e, okE := endTime(tc.r)
+		if !okS || !okE || s != tc.start || e != tc.end {
+			t.Errorf("query %d covers %d to %d (present %v, %v), want %d to %d", i+1, s, e, okS, okE, tc.start, tc.end)
+		}
+	}
+}
+
 func TestWatcherDataMissingWithoutRecoveryQuery(t *testing.T) {
 	ws := newWatchServer(t, func(n int, c *requestortest.Conn, x uint32) {
 		c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, ""), optBase(5000)))
