@@ -230,7 +230,7 @@ type watchRun struct {
 	// The recovery or initial bulk.
 	recSeq      int
 	recSource   Source
-	recFull     bool // the bulk has no start and end time
+	recFull     bool // the bulk includes the queries without start and end time
 	recCancel   context.CancelFunc
 	recPending  bool // a DataMissing interval is not recovered yet
 	recWanted   bool // start the recovery once the current message is delivered
