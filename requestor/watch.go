@@ -66,7 +66,7 @@ type WatchRequest struct {
 	// alone cannot report a binding the server removed while the requestor
 	// was away (an ended binding whose history the server aged out is in no
 	// reply). A caller that must equal the server ends every binding the
-	// full bulk did not return (RecoveryDone.Full says when it may);
+	// full bulk did not return, once RecoveryDone.Full is set, as
 	// requestor/mirror does.
 	FullRecovery bool
 

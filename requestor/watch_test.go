@@ -290,11 +290,13 @@ func TestWatcherFullRecovery(t *testing.T) {
 			msg(codec.MsgLeasequeryDone, plain.Msg.TransactionID, optBase(5001)))
 		c.WaitClosed(5 * time.Second)
 	})
+
 	req := requestor.WatchRequest{Resume: requestor.Checkpoint{StartTime: 100, Valid: true}, Recovery: []requestor.Query{linkQuery}, FullRecovery: true}
 	_, got, err := watch(t, testConfig(ws.Addr()), req, func(ev requestor.Event) bool { _, ok := ev.(requestor.RecoveryDone); return ok })
 	if !errors.Is(err, errStop) {
 		t.Fatalf("Run error = %v", err)
 	}
+
 	var queries []int
 	for _, s := range got {
 		switch e := s.ev.(type) {
@@ -316,6 +318,7 @@ func TestWatcherFullRecovery(t *testing.T) {
 	if len(queries) != 2 || queries[0] != 0 || queries[1] != 1 {
 		t.Errorf("bindings came from queries %v, want [0 1]", queries)
 	}
+
 	ws.mu.Lock()
 	first := ws.bulk
 	ws.mu.Unlock()
