@@ -359,7 +359,7 @@ func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error 
 				}
 			}
 		}
-		if info := ev.Info(); info.HasBaseTime && !hasFirst && (info.Source == requestor.SourceRecovery || info.Source == requestor.SourceInitial) {
+		if info := ev.Info(); info.HasBaseTime && !hasFirst && fromBulk(info.Source) {
 			first, hasFirst = info.BaseTime, true
 		}
 		var err error
@@ -383,7 +383,7 @@ func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error 
 func (m *Mirror) apply(b *pebble.Batch, ev requestor.Event, bulk bulkOrder, mark bool, cp requestor.Checkpoint, stored *requestor.Checkpoint, key, value []byte) ([]byte, []byte, error) {
 	if bind, ok := ev.(requestor.Binding); ok {
 		rec := recordOf(&bind)
-		if bind.Source == requestor.SourceRecovery || bind.Source == requestor.SourceInitial {
+		if fromBulk(bind.Source) {
 			rec.AsOf = bulk.asOf
 		}
 		old, found, err := m.Get(rec.BindingKey)

@@ -279,9 +279,8 @@ func TestMirrorFullRecoveryEndsRemoved(t *testing.T) {
 		},
 		func(c *requestortest.Conn, r requestortest.Received) { // recovery: interval, then full
 			close(recoveryOpen)
-			plain, err := c.ReadMessage()
-			if err != nil || plain.Err != nil {
-				t.Errorf("second recovery query: %v, %v", err, plain.Err)
+			plain, ok := readPlain(t, c)
+			if !ok {
 				return
 			}
 			second <- plain

@@ -96,6 +96,12 @@ func recordOf(b *requestor.Binding) Record {
 	return r
 }
 
+// fromBulk reports whether source is a bulk query the Watcher runs: the
+// initial bulk or a recovery.
+func fromBulk(source requestor.Source) bool {
+	return source == requestor.SourceRecovery || source == requestor.SourceInitial
+}
+
 // bulkOrder is the ordering data of the running bulk: the AsOf of its
 // records, and the local time it started (zero before the first bulk).
 type bulkOrder struct {
@@ -116,8 +122,7 @@ type bulkOrder struct {
 // well, so keeping the record loses nothing.
 func (r *Record) supersedes(old *Record, bulkStart time.Time) bool {
 	if !r.HasBaseTime || !old.HasBaseTime {
-		fromBulk := r.Source == requestor.SourceRecovery || r.Source == requestor.SourceInitial
-		return !fromBulk || bulkStart.IsZero() || old.Source != requestor.SourceActive || old.Received.Before(bulkStart)
+		return !fromBulk(r.Source) || bulkStart.IsZero() || old.Source != requestor.SourceActive || old.Received.Before(bulkStart)
 	}
 	if r.AsOf != old.AsOf {
 		return int32(r.AsOf-old.AsOf) > 0

@@ -15,20 +15,26 @@ import (
 	"github.com/alqd/alqd/requestor/requestortest"
 )
 
+// bulkReplies returns the messages a server sends for bulk query xid: one
+// active address binding of client1 per address at base-time base, then
+// LEASEQUERY-DONE.
+func bulkReplies(xid, base uint32, addrs ...string) [][]byte {
+	var msgs [][]byte
+	for i, a := range addrs {
+		t := codec.MsgLeasequeryData
+		if i == 0 {
+			t = codec.MsgLeasequeryReply
+		}
+		msgs = append(msgs, msg(t, xid, optBase(base), binding(client1, a, 5, 100, 200)))
+	}
+	return append(msgs, msg(codec.MsgLeasequeryDone, xid))
+}
+
 // initialBulk returns the script of an initial bulk that reports one
 // active address binding of client1 per address, all at base-time 1000.
 func initialBulk(addrs ...string) func(c *requestortest.Conn, r requestortest.Received) {
 	return func(c *requestortest.Conn, r requestortest.Received) {
-		x := r.Msg.TransactionID
-		var msgs [][]byte
-		for i, a := range addrs {
-			t := codec.MsgLeasequeryData
-			if i == 0 {
-				t = codec.MsgLeasequeryReply
-			}
-			msgs = append(msgs, msg(t, x, optBase(1000), binding(client1, a, 5, 100, 200)))
-		}
-		c.Send(append(msgs, msg(codec.MsgLeasequeryDone, x))...)
+		c.Send(bulkReplies(r.Msg.TransactionID, 1000, addrs...)...)
 		c.WaitClosed(5 * time.Second)
 	}
 }
@@ -54,16 +60,8 @@ func fullRecovery(t *testing.T, base uint32, addrs ...string) func(c *requestort
 		if !ok {
 			return
 		}
-		x := plain.Msg.TransactionID
 		msgs := [][]byte{msg(codec.MsgLeasequeryReply, r.Msg.TransactionID, optBase(base))}
-		for i, a := range addrs {
-			t := codec.MsgLeasequeryData
-			if i == 0 {
-				t = codec.MsgLeasequeryReply
-			}
-			msgs = append(msgs, msg(t, x, optBase(base), binding(client1, a, 5, 100, 200)))
-		}
-		c.Send(append(msgs, msg(codec.MsgLeasequeryDone, x))...)
+		c.Send(append(msgs, bulkReplies(plain.Msg.TransactionID, base, addrs...)...)...)
 		c.WaitClosed(5 * time.Second)
 	}
 }
