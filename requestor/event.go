@@ -302,9 +302,9 @@ func (RecoveryStarted) Info() MessageInfo { return MessageInfo{} }
 // Config.RetryInterval unless Err is permanent.
 //
 // After a full bulk that succeeded, every binding its queries match that
-// the server holds was delivered after the RecoveryStarted that announced
-// it, either by the bulk or by the active connection. A binding that the
-// caller holds, that those queries match and that arrived from neither
+// the server still stores was delivered after the RecoveryStarted that
+// announced it, by the bulk or by the active connection. A binding in the
+// caller's copy that those queries match and that arrived from neither
 // since then is one the server no longer has.
 type RecoveryDone struct {
 	Source   Source

@@ -60,9 +60,9 @@ type WatchRequest struct {
 	Recovery []Query
 
 	// FullRecovery runs the Recovery queries after DataMissing twice on the
-	// recovery connection. First for the missing interval, as RFC 7653
-	// section 8.4.1 describes, then without start and end time, so that the
-	// bulk also returns every binding they match that is still held. The interval
+	// recovery connection: for the missing interval, as RFC 7653 section
+	// 8.4.1 describes, and then without start and end time. So the bulk also
+	// returns every binding they match that is still held. The interval
 	// alone cannot report a binding the server removed while the requestor
 	// was away (an ended binding whose history the server aged out is in no
 	// reply). A caller that must equal the server ends every binding the
@@ -368,8 +368,8 @@ func (r *watchRun) startBulk(source Source) error {
 			}
 		}
 	}
-	// The interval queries go first: they also report the bindings that
-	// ended in the interval, which a query without times leaves out.
+	// The interval queries go first, because they also report the bindings
+	// that ended in the interval, which a query without times leaves out.
 	queries := append(windowed, plain...)
 	if source == SourceInitial {
 		r.attempts++

@@ -15,9 +15,9 @@ import (
 //	          address, so a scan lists addresses, then prefixes, in order.
 //
 //	seen:     's' | the binding key after its kind octet
-//	          empty value; marks a binding that arrived since a full
-//	          recovery bulk started (see Mirror.sweep). Cleared when one
-//	          starts and when it ends.
+//	          The value is empty. It marks a binding that arrived since a
+//	          full recovery bulk started (see Mirror.sweep), and is cleared
+//	          when one starts and when it ends.
 //
 //	metadata: 'm' | name (ASCII)
 //	          m/checkpoint: valid (1) | start time (4, big-endian)

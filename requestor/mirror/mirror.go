@@ -283,7 +283,8 @@ func (m *Mirror) Prune(cutoff time.Time) (int, error) {
 // Run follows the server until ctx ends or the Watcher stops (see
 // requestor.Watcher.Run), storing every binding with the checkpoint after
 // it. fn, when not nil, is called with every event after it is stored,
-// and with a Swept event after each full recovery; its error ends Run.
+// and with a Swept event after each full recovery. An error from fn ends
+// Run.
 // Run prunes tombstones at start and every TombstoneRetention/24.
 func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error {
 	resume, err := m.Checkpoint()
@@ -306,8 +307,8 @@ func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error 
 	if err != nil {
 		return err
 	}
-	// Seen markers of a run that stopped during a full recovery: that
-	// recovery starts again from the stored checkpoint.
+	// Delete the seen markers of a run that stopped during a full
+	// recovery, because that recovery starts again from the checkpoint.
 	if err := m.clearSeen(); err != nil {
 		return err
 	}
@@ -416,7 +417,7 @@ func (m *Mirror) apply(b *pebble.Batch, ev requestor.Event, bulk bulkOrder, mark
 // clearSeen deletes every seen marker.
 func (m *Mirror) clearSeen() error {
 	if err := m.db.DeleteRange(seenLower, seenUpper, m.write); err != nil {
-		return fmt.Errorf("mirror: clear seen markers: %w", err)
+		return fmt.Errorf("mirror: deleting the seen markers failed: %w", err)
 	}
 	return nil
 }
@@ -454,7 +455,7 @@ func (m *Mirror) scope() []requestor.Query {
 func (m *Mirror) sweep(b *pebble.Batch, scope []requestor.Query, source requestor.Source, base uint32, hasBase bool, now time.Time) (int, error) {
 	seen, err := m.db.NewIter(&pebble.IterOptions{LowerBound: seenLower, UpperBound: seenUpper})
 	if err != nil {
-		return 0, fmt.Errorf("mirror: sweep: %w", err)
+		return 0, fmt.Errorf("mirror: reading the seen markers for the sweep failed: %w", err)
 	}
 	defer seen.Close()
 	var key, value []byte

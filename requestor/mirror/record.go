@@ -141,8 +141,8 @@ func (r *Record) supersedes(old *Record, bulkStart time.Time) bool {
 //	client-id, relay-id, remote-id, interface-id, relay-message
 //	    (each: uvarint length, then the octets)
 //
-// Version 1, written before as-of existed, lacks that field; it reads as
-// the base-time.
+// Version 1 values, written before as-of existed, lack that field, so it
+// reads as the base-time.
 const (
 	recordVersion = 2
 
