@@ -45,8 +45,27 @@ func benchBinding(i int, source requestor.Source, base uint32) requestor.Binding
 // BenchmarkApply stores one binding event per operation, as Run does,
 // without waiting for the disk: the lookup of the stored record, the
 // encoding and one batch commit. The marked case adds the seen marker a
-// full recovery writes.
+// full recovery writes. The anchor commits a batch with one record of the
+// same size and nothing else, the least a write of the event can cost.
 func BenchmarkApply(b *testing.B) {
+	b.Run("anchor-batch", func(b *testing.B) {
+		m := benchMirror(b)
+		ev := benchBinding(0, requestor.SourceActive, 1000)
+		rec := recordOf(&ev)
+		key, value := rec.appendKey(nil), rec.appendValue(nil)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			binary.BigEndian.PutUint64(key[10:], uint64(i%4096))
+			batch := m.db.NewBatch()
+			batch.Set(key, value, nil)
+			err := batch.Commit(m.write)
+			batch.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, mark := range []bool{false, true} {
 		name := "active"
 		if mark {
