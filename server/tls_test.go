@@ -726,10 +726,12 @@ func TestTLSConnectionLimits(t *testing.T) {
 }
 
 // TestTLSShutdown checks that Shutdown ends a bulk query on a TLS
-// connection with QueryTerminated and closes idle TLS connections.
+// connection with QueryTerminated, replies QueryTerminated to the queries
+// pipelined behind it, and closes idle TLS connections.
 func TestTLSShutdown(t *testing.T) {
+	const bindings = 20000
 	st := openStore(t, nil)
-	seedLink(t, st, 20000)
+	seedLink(t, st, bindings)
 	f := newTLSFixture(t)
 	srv, err := New(f.config(), st, WithClock(func() time.Time { return testNow }), WithLogger(discardLogger()))
 	if err != nil {
@@ -741,9 +743,13 @@ func TestTLSShutdown(t *testing.T) {
 
 	idle := dialTLS(t, srv, f.clientConfig(f.client))
 	busy := dialTLS(t, srv, f.clientConfig(f.client))
+	// Two queries wait behind the first, unread by the server while the
+	// first one streams.
 	busy.send(leasequery(1, byLink("2001:db8:1::1")))
-	if m := busy.next(); m.Type != codec.MsgLeasequeryReply {
-		t.Fatalf("first answer %v, want LEASEQUERY-REPLY", m.Type)
+	busy.send(leasequery(2, byLink("2001:db8:1::1")))
+	busy.send(leasequery(3, byAddress("2001:db8:1::5")))
+	if m := busy.next(); m.Type != codec.MsgLeasequeryReply || m.TransactionID != 1 {
+		t.Fatalf("first answer %v xid %#x, want LEASEQUERY-REPLY xid 0x1", m.Type, m.TransactionID)
 	}
 
 	done := make(chan error, 1)
@@ -753,15 +759,33 @@ func TestTLSShutdown(t *testing.T) {
 		done <- srv.Shutdown(ctx)
 	}()
 	var last *codec.Message
+	var pending []*codec.Message
+	count := 1
 	for {
 		m, err := busy.tryNext(10 * time.Second)
 		if err != nil {
 			break
 		}
+		if m.TransactionID != 1 {
+			pending = append(pending, m)
+			continue
+		}
+		count++
 		last = m
 	}
 	if last == nil || last.Type != codec.MsgLeasequeryDone || status(t, last) != codec.StatusQueryTerminated {
-		t.Errorf("bulk query over TLS ended with %v, want LEASEQUERY-DONE QueryTerminated", last)
+		t.Errorf("bulk query over TLS ended with %v, want LEASEQUERY-DONE QueryTerminated", describeMsg(t, last))
+	}
+	if count-2 >= bindings {
+		t.Errorf("all %d bindings were sent before the shutdown took effect; the test proves nothing", count-2)
+	}
+	if len(pending) != 2 {
+		t.Fatalf("%d messages for the pipelined queries, want 2", len(pending))
+	}
+	for i, m := range pending {
+		if want := uint32(2 + i); m.TransactionID != want || m.Type != codec.MsgLeasequeryReply || status(t, m) != codec.StatusQueryTerminated {
+			t.Errorf("pipelined query %d: %v xid %#x, want LEASEQUERY-REPLY QueryTerminated xid %#x", i+1, describeMsg(t, m), m.TransactionID, want)
+		}
 	}
 	if err := idle.readFailure(5 * time.Second); err == nil {
 		t.Error("idle TLS connection still open after Shutdown")

@@ -17,6 +17,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/alqd/alqd/codec"
+	"github.com/alqd/alqd/fanout"
 )
 
 // This file moves a connection from gnet to crypto/tls at STARTTLS and
@@ -32,6 +33,13 @@ import (
 // aLongTimeAgo is a deadline in the past: setting it wakes a blocked read
 // at once.
 var aLongTimeAgo = time.Unix(1, 0)
+
+// pendingReadWindow bounds how long a connection whose bulk query was
+// stopped by a shutdown reads the queries pipelined behind it, to reply to
+// them with QueryTerminated. The requestor sent them before the reply
+// began, so they are already in the socket or in crypto/tls's buffer, and
+// the window only has to cover scheduling delays.
+const pendingReadWindow = 200 * time.Millisecond
 
 // secureMode applies the connection's first message to secure mode (RFC
 // 7653 section 9.1). It reports handled for STARTTLS, which it refuses or
@@ -194,12 +202,14 @@ type tlsConn struct {
 	tc  *tls.Conn
 
 	// stopping is set by shutdown. runCancel stops the running bulk query
-	// with errShutdown; active is the running Active Leasequery. mu guards
-	// both.
+	// with errShutdown, and active is the running Active Leasequery.
+	// draining is set while terminatePending reads, so that shutdown does
+	// not move the read deadline into the past. mu guards the three.
 	stopping  atomic.Bool
 	mu        sync.Mutex
 	runCancel context.CancelCauseFunc
 	active    *tlsActive
+	draining  bool
 
 	runCtx   context.Context // of the running bulk query; serve only
 	writeErr error           // the first failed write; only the goroutine that writes touches it
@@ -351,7 +361,8 @@ func (t *tlsConn) handleMessage(msg []byte) (CloseReason, error) {
 
 // onLeasequery answers one LEASEQUERY: a status reply for a query that
 // fails its checks, else the bulk answer streamed on this goroutine.
-// Queries pipelined behind it wait in the socket until it is done.
+// Queries pipelined behind it wait in the socket until it is done. When a
+// shutdown stops it, terminatePending replies to them.
 func (t *tlsConn) onLeasequery(msg []byte) (CloseReason, error) {
 	s := t.srv
 	r := &request{}
@@ -411,6 +422,7 @@ func (t *tlsConn) runBulk(r *request) (CloseReason, error) {
 	case t.writeErr != nil:
 		return t.writeFailure(), t.writeErr
 	case errors.Is(out.err, errShutdown):
+		t.terminatePending()
 		return CloseShutdown, nil
 	case out.abort:
 		// RFC 7653 section 9.5: a server that aborts a query closes the
@@ -421,6 +433,42 @@ func (t *tlsConn) runBulk(r *request) (CloseReason, error) {
 	t.log.Debug("bulk query done", "xid", r.xid, "type", queryLabel(r.query.QueryType),
 		"bindings", out.bindings, "status", out.status)
 	return 0, nil
+}
+
+// terminatePending replies to each query pipelined behind a bulk query
+// that a shutdown stopped with a LEASEQUERY-REPLY carrying QueryTerminated,
+// as the event loops do for the queries they read ahead.
+// It reads for at most pendingReadWindow and at most MaxPipelinedQueries
+// messages, and stops at anything but a query: the connection closes next.
+func (t *tlsConn) terminatePending() {
+	s := t.srv
+	t.mu.Lock()
+	t.draining = true
+	_ = t.raw.SetReadDeadline(time.Now().Add(pendingReadWindow))
+	t.mu.Unlock()
+
+	status := &codec.StatusError{Code: codec.StatusQueryTerminated, Msg: "the server is shutting down"}
+	for range s.cfg.MaxPipelinedQueries {
+		msg, reason, _ := t.readMessage()
+		if reason != 0 {
+			return
+		}
+		switch codec.MsgType(msg[0]) {
+		case codec.MsgLeasequery:
+			r := &request{}
+			_, _ = r.parse(msg, transportTCP, &s.policy)
+			t.reply(r.xid, r.clientID, status)
+			s.metrics.countQuery(transportTCP, r.query.QueryType, status.Code.String())
+		case codec.MsgActiveLeasequery:
+			t.reply(xidOf(msg), nil, status)
+			s.metrics.active.countQuery(fanout.Filter{}, status.Code.String())
+		default:
+			return
+		}
+		if t.writeErr != nil {
+			return
+		}
+	}
 }
 
 // emit is the emitFunc of a bulk query on a TLS connection: it writes the
@@ -494,9 +542,14 @@ func (t *tlsConn) shutdown() {
 	a := t.active
 	t.mu.Unlock()
 	if a != nil {
+		// The DONE must be queued before the read wakes up.
 		a.stop()
 	}
-	_ = t.raw.SetReadDeadline(aLongTimeAgo)
+	t.mu.Lock()
+	if !t.draining {
+		_ = t.raw.SetReadDeadline(aLongTimeAgo)
+	}
+	t.mu.Unlock()
 }
 
 // forceClose closes the socket, which fails every blocked read and write.
