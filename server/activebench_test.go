@@ -714,25 +714,6 @@ func (c *benchClient) close() {
 	}
 }
 
-// runActiveBenchClientIfAsked runs the requestor process when the test
-// binary was started as one, and exits.
-func runActiveBenchClientIfAsked() {
-	arg := os.Getenv(activeBenchEnv)
-	if arg == "" {
-		return
-	}
-	var a activeBenchArgs
-	err := json.Unmarshal([]byte(arg), &a)
-	if err == nil {
-		err = activeBenchClient(a, os.Stdin, os.Stdout)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "active benchmark requestor:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
 // activeBenchClient opens a.Conns connections, each with an ACTIVELEASEQUERY
 // (filtered by its own relay-id when a.Filtered), writes "ready", and then
 // answers commands on in, one JSON line each: "clear" resets the counts,

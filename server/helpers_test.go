@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,8 +26,8 @@ var testServerDUID = []byte{0x00, 0x03, 0x00, 0x01, 0x02, 0x00, 0x5e, 0x00, 0x53
 
 func TestMain(m *testing.M) {
 	runDumpClientIfAsked()
-	runFanoutClientIfAsked()
-	runActiveBenchClientIfAsked()
+	runIfChild(fanoutClientEnv, "fanout client", fanoutClient)
+	runIfChild(activeBenchEnv, "active benchmark requestor", activeBenchClient)
 	code := m.Run()
 	if code == 0 {
 		if leaked := leaktest.Check(5*time.Second, []string{"alqd/alqd/server.", "panjf2000/gnet"}); leaked != "" {
@@ -35,6 +36,27 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// runIfChild calls run and exits when env is set, which means that a
+// benchmark started the test binary as its child process. env contains
+// run's arguments as JSON, and run talks to the benchmark over standard
+// input and output.
+func runIfChild[A any](env, name string, run func(A, io.Reader, io.Writer) error) {
+	arg := os.Getenv(env)
+	if arg == "" {
+		return
+	}
+	var a A
+	err := json.Unmarshal([]byte(arg), &a)
+	if err == nil {
+		err = run(a, os.Stdin, os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
 
 // duid returns a DUID-LL built from n, unique per n.

@@ -46,25 +46,6 @@ type fanoutClientArgs struct {
 	Key  string `json:"key"`
 }
 
-// runFanoutClientIfAsked runs the fanout client when the process was
-// started as one, and exits.
-func runFanoutClientIfAsked() {
-	arg := os.Getenv(fanoutClientEnv)
-	if arg == "" {
-		return
-	}
-	var a fanoutClientArgs
-	err := json.Unmarshal([]byte(arg), &a)
-	if err == nil {
-		err = fanoutClient(a, os.Stdin, os.Stdout)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fanout client:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
 // fanoutClient opens a.Conns connections, each with an unfiltered
 // ACTIVELEASEQUERY, writes "ready", and then answers each "wait N" line on
 // in with "ok" once its connections have received N LEASEQUERY-DATA
@@ -209,6 +190,17 @@ type fanoutRig struct {
 // secure is set, and a client child with conns subscribers.
 func newFanoutRig(b *testing.B, secure bool, conns int) *fanoutRig {
 	b.Helper()
+	st, srv, args := startFanoutServer(b, secure, conns)
+	r := &fanoutRig{st: st, srv: srv, conns: conns}
+	r.start(b, args)
+	return r
+}
+
+// startFanoutServer starts a server with Active Leasequery for conns
+// subscribers, over TLS when secure is set, and returns the arguments of a
+// client child that connects to it.
+func startFanoutServer(b *testing.B, secure bool, conns int) (*store.Store, *Server, fanoutClientArgs) {
+	b.Helper()
 	st := openStore(b, nil)
 	cfg := testConfig()
 	cfg.ListenUDP = "off"
@@ -228,10 +220,7 @@ func newFanoutRig(b *testing.B, secure bool, conns int) *fanoutRig {
 	}
 	srv := startServer(b, st, cfg)
 	args.Addr = srv.Addr().String()
-
-	r := &fanoutRig{st: st, srv: srv, conns: conns}
-	r.start(b, args)
-	return r
+	return st, srv, args
 }
 
 // start runs the client child and waits until its connections subscribed.
@@ -397,25 +386,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 func measureIdle(b *testing.B, secure bool) (heapPerConn, rssPerConn float64) {
 	b.StopTimer()
 	defer b.StartTimer()
-	st := openStore(b, nil)
-	cfg := testConfig()
-	cfg.ListenUDP = "off"
-	cfg.Active = true
-	cfg.MaxConnsPerRequestor = idleConns + 10
-	cfg.IdleTimeout = time.Hour
-	args := fanoutClientArgs{Conns: idleConns}
-	if secure {
-		f := newTLSFixture(b)
-		cfg.TLS = f.files
-		dir := b.TempDir()
-		args.CA = f.files.ClientCAFile
-		args.Cert, args.Key = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
-		writeKeyPair(b, args.Cert, args.Key, f.client)
-	} else {
-		cfg.Insecure = true
-	}
-	srv := startServer(b, st, cfg)
-	args.Addr = srv.Addr().String()
+	st, srv, args := startFanoutServer(b, secure, idleConns)
 
 	heap0, rss0 := serverMemory(b)
 	goroutines := runtime.NumGoroutine()
