@@ -26,6 +26,20 @@ var (
 	// database that is not an alqd store of this layout version, or when
 	// Options.ServerDUID differs from the stored server DUID.
 	ErrIncompatible = errors.New("store: incompatible database")
+
+	// ErrBackupInvalid is wrapped by Restore when the stream is not an
+	// intact backup: not zstd, no backup magic, truncated, a checksum or
+	// count that does not match, keys out of order, data after the
+	// trailer, or internal records that disagree with the header.
+	ErrBackupInvalid = errors.New("store: invalid backup")
+
+	// ErrBackupVersion is wrapped by Restore when the backup has a stream
+	// format or store layout version that this alqd does not read.
+	ErrBackupVersion = errors.New("store: unsupported backup version")
+
+	// ErrTargetNotEmpty is wrapped by Restore when the target directory
+	// holds files, such as a store.
+	ErrTargetNotEmpty = errors.New("store: restore target is not empty")
 )
 
 // CorruptError reports a key or value that breaks the store's layout: a

@@ -116,19 +116,7 @@ func Open(dir string, opts Options) (*Store, error) {
 
 	cache := pebble.NewCache(opts.BlockCacheSize)
 	defer cache.Unref()
-	popts := &pebble.Options{
-		Cache:              cache,
-		FormatMajorVersion: pebble.FormatNewest,
-		MemTableSize:       opts.MemTableSize,
-		MaxOpenFiles:       opts.MaxOpenFiles,
-		Logger:             pebbleLogger{opts.Logger},
-	}
-	// Each new binding costs a point read of an absent key, and a bloom
-	// filter rules out most of those without reading a data block.
-	for i := range popts.Levels {
-		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	db, err := pebble.Open(dir, popts)
+	db, err := pebble.Open(dir, pebbleOptions(&opts, cache))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
@@ -155,6 +143,25 @@ func Open(dir string, opts Options) (*Store, error) {
 		close(s.trimmerDone)
 	}
 	return s, nil
+}
+
+// pebbleOptions returns the Pebble options of a store with opts, which
+// has its defaults set. Restore writes with them too, so that its sstables
+// match those of a store that grew by Apply.
+func pebbleOptions(opts *Options, cache *pebble.Cache) *pebble.Options {
+	popts := &pebble.Options{
+		Cache:              cache,
+		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize:       opts.MemTableSize,
+		MaxOpenFiles:       opts.MaxOpenFiles,
+		Logger:             pebbleLogger{opts.Logger},
+	}
+	// Each new binding costs a point read of an absent key, and a bloom
+	// filter rules out most of those without reading a data block.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	return popts
 }
 
 // load initializes a new store or reads the internal records of an existing
