@@ -26,6 +26,7 @@ type options struct {
 	configFile      string
 	dataDir         string
 	metricsAddr     string
+	backupEndpoint  bool
 	ingestAddr      string
 	keaLeaseFile    string
 	keaSubnetLinks  map[uint32]netip.Addr
@@ -44,6 +45,16 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("alqd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o.define(fs)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage:
+  alqd --data-dir DIR [flags]             serve leasequeries from the store in DIR
+  alqd verify --data-dir DIR              check a store that no alqd has open
+  alqd backup --data-dir DIR --out FILE   back up a store that no alqd has open
+  alqd restore --data-dir DIR --in FILE   create a store from a backup
+Run "alqd COMMAND -h" for the flags of a command. Flags of the server:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -57,6 +68,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.dataDir == "" {
 		return nil, errors.New("--data-dir is required: the directory of the binding store")
+	}
+	if o.backupEndpoint && o.metricsAddr == "" {
+		return nil, errors.New("--backup-endpoint needs --metrics: the backup is served on the metrics listener")
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, fmt.Errorf("--log-format %q is invalid; use json or text", o.logFormat)
@@ -75,6 +89,7 @@ func (o *options) define(fs *flag.FlagSet) {
 	fs.Var(prefixList{&c.Allow}, "allow", "requestor `prefixes` allowed to query, CIDR, repeatable or comma-separated; none means nobody")
 	fs.Var(prefixList{&c.Served}, "served", "IPv6 `prefixes` this server is configured for, CIDR, repeatable or comma-separated; queries outside get NotConfigured; none means all")
 	fs.StringVar(&o.metricsAddr, "metrics", "", "HTTP `address` for Prometheus /metrics and /debug/pprof; empty disables it")
+	fs.BoolVar(&o.backupEndpoint, "backup-endpoint", false, "serve GET /backup on the --metrics listener: a backup of the running store, as alqd backup writes it. The backup contains client DUIDs, relay-ids and remote-ids, so the --metrics address must then be reachable by operators only")
 	fs.IntVar(&c.EventLoops, "event-loops", 0, "number of gnet event loops; 0 means one per CPU")
 	fs.IntVar(&c.MaxConns, "max-conns", server.DefaultMaxConns, "maximum TCP `connections` in total; also lowered to fit the open file limit")
 	fs.IntVar(&c.MaxConnsPerRequestor, "max-conns-per-requestor", server.DefaultMaxConnsPerRequestor, "maximum TCP `connections` from one requestor address (BULK_LQ_MAX_CONNS)")

@@ -7,6 +7,13 @@
 //
 //	alqd --data-dir /var/lib/alqd --allow 2001:db8:ffff::/48 [flags]
 //
+// The subcommands verify, backup and restore work on a store that no alqd
+// has open:
+//
+//	alqd verify --data-dir DIR
+//	alqd backup --data-dir DIR --out FILE
+//	alqd restore --data-dir DIR --in FILE
+//
 // Run alqd -h for the flags. SIGTERM or SIGINT shuts it down: running bulk
 // queries end with LEASEQUERY-DONE QueryTerminated and the store is closed.
 // SIGHUP rereads the TLS certificate, key and client CA files; connections
@@ -38,6 +45,15 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		if command := storeCommand(os.Args[1]); command != nil {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			code := command(ctx, os.Args[2:], toolIO{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
+			stop()
+			os.Exit(code)
+		}
+	}
+
 	o, err := parseOptions(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -102,7 +118,15 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 	}()
 	sideErr := make(chan error, 3)
 	if o.metricsAddr != "" {
-		if err := startHTTP(sideCtx, &side, sideErr, log, "metrics", o.metricsAddr, metricsMux(reg)); err != nil {
+		var backups *backupHandler
+		if o.backupEndpoint {
+			backups = newBackupHandler(st, log.With("component", "backup"))
+			// Deferred after the side services, so it runs first: running
+			// backups end before the listener shuts down and the store
+			// closes.
+			defer backups.close()
+		}
+		if err := startHTTP(sideCtx, &side, sideErr, log, "metrics", o.metricsAddr, metricsMux(reg, backups)); err != nil {
 			return err
 		}
 	}
@@ -192,8 +216,13 @@ func startHTTP(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, log *
 	return nil
 }
 
-func metricsMux(reg *prometheus.Registry) *http.ServeMux {
+// metricsMux serves the metrics, pprof and, when backups is not nil, the
+// online backup.
+func metricsMux(reg *prometheus.Registry, backups *backupHandler) *http.ServeMux {
 	mux := http.NewServeMux()
+	if backups != nil {
+		mux.Handle(backupPath, backups)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,14 @@ func (b *syncBuffer) String() string {
 // returns the address of its ingest API.
 func startRun(t *testing.T, args ...string) string {
 	t.Helper()
+	return startRunServices(t, []string{"ingest"}, args...)["ingest"]
+}
+
+// startRunServices runs alqd with args on loopback until the test ends,
+// waits until each HTTP service in services listens, and returns their
+// addresses by service name.
+func startRunServices(t *testing.T, services []string, args ...string) map[string]string {
+	t.Helper()
 	args = append([]string{"--data-dir", t.TempDir(), "--listen", "[::1]:0", "--allow", "::1/128", "--ingest-listen", "127.0.0.1:0"}, args...)
 	o, err := parseOptions(args, io.Discard)
 	if err != nil {
@@ -56,11 +65,15 @@ func startRun(t *testing.T, args ...string) string {
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		addrs := make(map[string]string)
 		for _, line := range strings.Split(logs.String(), "\n") {
 			var rec struct{ Msg, Service, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "HTTP listening" && rec.Service == "ingest" {
-				return rec.Addr
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "HTTP listening" && slices.Contains(services, rec.Service) {
+				addrs[rec.Service] = rec.Addr
 			}
+		}
+		if len(addrs) == len(services) {
+			return addrs
 		}
 		select {
 		case err := <-done:
@@ -68,7 +81,7 @@ func startRun(t *testing.T, args ...string) string {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ingest API not listening after 10 s; log:\n%s", logs.String())
+			t.Fatalf("HTTP services %v not all listening after 10 s; log:\n%s", services, logs.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
