@@ -38,7 +38,9 @@ func runMirror(ctx context.Context, fs *flag.FlagSet, args []string, e env) (str
 			"Bulk Leasequery per --bulk-link (or for the --by filter), or, without either,\n"+
 			"by catch-up from the start of the server's history. After DataMissing the\n"+
 			"same bulk queries fetch the missing interval and every binding still held;\n"+
-			"bindings in neither are marked ended. --server may be left out once the\n"+
+			"bindings in neither are marked ended. Without them, DataMissing stops the\n"+
+			"mirror before the gap (exit code 8); alqd answers it once it has trimmed its\n"+
+			"history, so give --bulk-link for every link. --server may be left out once the\n"+
 			"database exists. With --list, prints the stored bindings and exits.")
 	if err := parse(fs, args); err != nil {
 		return "", err

@@ -20,6 +20,7 @@ const (
 	exitNotAllowed  = 5   // the server replied NotAllowed
 	exitRejected    = 6   // the server rejected the query: MalformedQuery, UnknownQueryType, NotConfigured, NotSupported
 	exitIncomplete  = 7   // the reply stream stopped early: connection lost, timeout, QueryTerminated; output is partial
+	exitDataMissing = 8   // mirror: DataMissing, and no --bulk-link or --by to recover with
 	exitInterrupted = 130 // interrupted by SIGINT or SIGTERM before the answer was complete
 )
 
@@ -33,6 +34,7 @@ const exitCodesHelp = `Exit codes:
   5    the server does not allow this requestor (NotAllowed)
   6    the server rejected the query (MalformedQuery, UnknownQueryType, NotConfigured, NotSupported)
   7    the answer stopped early (connection lost, timeout, QueryTerminated); the output is partial
+  8    mirror: the server answered DataMissing and no --bulk-link or --by can recover it
   130  interrupted before the answer was complete
 `
 
@@ -50,6 +52,7 @@ func usagef(format string, args ...any) error {
 func explain(err error, server string) (int, string) {
 	var ue *usageError
 	var te *requestor.TLSError
+	var dm *mirror.DataMissingError
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage, ue.msg + " (see alq help)"
@@ -59,6 +62,10 @@ func explain(err error, server string) (int, string) {
 		return exitUsage, err.Error() + " (see alq help)"
 	case errors.Is(err, mirror.ErrOtherServer), errors.Is(err, mirror.ErrFormat):
 		return exitUsage, err.Error()
+	case errors.As(err, &dm) && dm.StartTime == 0:
+		return exitDataMissing, fmt.Sprintf("%s answered DataMissing: its history no longer reaches back to its oldest binding, so an empty mirror cannot be filled by catch-up; run alq mirror again with --bulk-link for every link (or --by)", server)
+	case errors.As(err, &dm):
+		return exitDataMissing, fmt.Sprintf("%s has no history from server time %d to %d (DataMissing), and without --bulk-link or --by the mirror cannot fetch what changed then; it stopped before that interval, so run alq mirror again with --bulk-link for every link (or --by) and it recovers", server, dm.StartTime, dm.BaseTime)
 	case errors.Is(err, requestor.ErrUnreachable):
 		return exitUnreachable, fmt.Sprintf("cannot reach %s: %v; check --server (host:port, port 547 by default) and that the server listens there", server, err)
 	case errors.As(err, &te) && te.Outcome == requestor.TLSHandshakeFailed:

@@ -348,6 +348,58 @@ func TestMirrorCommand(t *testing.T) {
 	}
 }
 
+// TestMirrorDataMissingNoBulkLink runs alq mirror without --bulk-link or
+// --by against a server that sends DataMissing: alq stops with exit code
+// 8 and says to give --bulk-link, for an empty and for a filled mirror.
+func TestMirrorDataMissingNoBulkLink(t *testing.T) {
+	tests := []struct {
+		name   string
+		filled bool
+		want   string
+	}{
+		{"empty", false, "an empty mirror cannot be filled by catch-up"},
+		{"filled", true, "no history from server time 160 to 300"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			conns := 0
+			srv := requestortest.NewServer(t, func(c *requestortest.Conn) {
+				r, err := c.ReadMessage()
+				if err != nil || r.Err != nil {
+					return
+				}
+				mu.Lock()
+				conns++
+				fill := tt.filled && conns == 1
+				mu.Unlock()
+				x := r.Msg.TransactionID
+				if fill {
+					c.Send(msg(codec.MsgLeasequeryReply, x, optBase(100), requestortest.Binding(client1, "2001:db8:1::1", 5, 100, 200)),
+						msg(codec.MsgLeasequeryData, x, optStatus(codec.StatusCatchUpComplete, ""), optBase(105)),
+						msg(codec.MsgLeasequeryData, x, optBase(160)))
+					return
+				}
+				c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, ""), optBase(300)))
+				c.WaitClosed(5 * time.Second)
+			})
+			db := filepath.Join(t.TempDir(), "mirror")
+			if tt.filled {
+				if code, _, stderr := alq(t, "mirror", "--server", srv.Addr(), "--db", db, "--max-attempts", "1", "--quiet"); code != exitIncomplete {
+					t.Fatalf("filling run: exit code %d, stderr %q; want %d", code, stderr, exitIncomplete)
+				}
+			}
+			code, _, stderr := alq(t, "mirror", "--server", srv.Addr(), "--db", db, "--max-attempts", "3", "--quiet")
+			if code != exitDataMissing {
+				t.Fatalf("exit code %d, stderr %q; want %d", code, stderr, exitDataMissing)
+			}
+			if !strings.Contains(stderr, tt.want) || !strings.Contains(stderr, "--bulk-link") {
+				t.Errorf("stderr = %q, want %q and advice to give --bulk-link", stderr, tt.want)
+			}
+		})
+	}
+}
+
 // TestMirrorRecoveryQueries runs alq mirror with --bulk-link into
 // DataMissing. By default the recovery connection carries the interval
 // query and the query without times, and the output reports the sweep.

@@ -32,7 +32,9 @@ type Config struct {
 	// requestor.WatchRequest): Filter limits the mirror to the bindings one
 	// query matches, and Recovery are the bulk queries that fill an empty
 	// database and recover after DataMissing (default: the Filter). Without
-	// either, an empty database is filled by catch-up from start time 0.
+	// either, an empty database is filled by catch-up from start time 0,
+	// and Run returns a *DataMissingError when the server sends
+	// DataMissing, as a server with a trimmed history does.
 	Filter    *requestor.Query
 	RelayData bool
 	Recovery  []requestor.Query
@@ -284,8 +286,9 @@ func (m *Mirror) Prune(cutoff time.Time) (int, error) {
 // requestor.Watcher.Run), storing every binding with the checkpoint after
 // it. fn, when not nil, is called with every event after it is stored,
 // and with a Swept event after each full recovery. An error from fn ends
-// Run.
-// Run prunes tombstones at start and every TombstoneRetention/24.
+// Run. A DataMissing that no bulk query can recover ends Run with a
+// *DataMissingError. Run prunes tombstones at start and every
+// TombstoneRetention/24.
 func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error {
 	resume, err := m.Checkpoint()
 	if err != nil {
@@ -326,6 +329,17 @@ func (m *Mirror) Run(ctx context.Context, fn func(requestor.Event) error) error 
 	var hasFirst bool
 	var bulkStart time.Time
 	return w.Run(ctx, func(ev requestor.Event) error {
+		if e, ok := ev.(requestor.DataMissing); ok && !e.Recovery {
+			// Stop before the Watcher's checkpoint, which has moved past
+			// the missing interval, is stored.
+			if fn != nil {
+				if err := fn(ev); err != nil {
+					return err
+				}
+			}
+			return &DataMissingError{StartTime: e.StartTime, BaseTime: e.BaseTime}
+		}
+
 		// Prune between events, on the Watcher's goroutine, so that no
 		// write races with it.
 		if now := time.Now(); !now.Before(nextPrune) {
