@@ -417,3 +417,75 @@ func TestBackupHandlerBusyAndClosed(t *testing.T) {
 		t.Errorf("GET after close: status %d, body %q; want 503 shutting down", rec.Code, rec.Body.String())
 	}
 }
+
+// stalledWriter is a ResponseWriter whose client stopped reading after
+// the first write: later writes block until a write deadline is set, then
+// fail.
+type stalledWriter struct {
+	header   http.Header
+	written  int
+	writing  chan struct{} // closed at the first blocked Write
+	deadline chan struct{} // closed by SetWriteDeadline
+}
+
+func (w *stalledWriter) Header() http.Header { return w.header }
+func (w *stalledWriter) WriteHeader(int)     {}
+
+func (w *stalledWriter) Write(p []byte) (int, error) {
+	if w.written == 0 {
+		w.written = len(p)
+		return len(p), nil
+	}
+	select {
+	case <-w.writing:
+	default:
+		close(w.writing)
+	}
+	<-w.deadline
+	return 0, os.ErrDeadlineExceeded
+}
+
+func (w *stalledWriter) SetWriteDeadline(time.Time) error {
+	select {
+	case <-w.deadline:
+	default:
+		close(w.deadline)
+	}
+	return nil
+}
+
+func TestBackupHandlerCloseEndsStalledBackup(t *testing.T) {
+	dir := newTestStore(t, 2000) // enough for several zstd blocks, so several writes
+	st, err := store.Open(dir, store.Options{TrimInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h := newBackupHandler(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	w := &stalledWriter{header: http.Header{}, writing: make(chan struct{}), deadline: make(chan struct{})}
+	served := make(chan any, 1)
+	go func() {
+		defer func() { served <- recover() }()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, backupPath, nil))
+	}()
+	select {
+	case <-w.writing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the backup did not write twice within 10 s")
+	}
+
+	closed := make(chan struct{})
+	go func() {
+		h.close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close did not end the stalled backup within 10 s")
+	}
+	if got := <-served; got != http.ErrAbortHandler {
+		t.Errorf("ServeHTTP of a stalled backup ended with %v, want the http.ErrAbortHandler panic", got)
+	}
+}
