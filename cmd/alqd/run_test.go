@@ -43,7 +43,8 @@ func startRun(t *testing.T, args ...string) string {
 
 // startRunServices runs alqd with args on loopback until the test ends,
 // waits until each HTTP service in services listens, and returns their
-// addresses by service name.
+// addresses by service name. The service "tcp" is the leasequery server's
+// TCP listener.
 func startRunServices(t *testing.T, services []string, args ...string) map[string]string {
 	t.Helper()
 	args = append([]string{"--data-dir", t.TempDir(), "--listen", "[::1]:0", "--allow", "::1/128", "--ingest-listen", "127.0.0.1:0"}, args...)
@@ -67,9 +68,15 @@ func startRunServices(t *testing.T, services []string, args ...string) map[strin
 	for {
 		addrs := make(map[string]string)
 		for _, line := range strings.Split(logs.String(), "\n") {
-			var rec struct{ Msg, Service, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "HTTP listening" && slices.Contains(services, rec.Service) {
+			var rec struct{ Msg, Service, Addr, TCP string }
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
+			}
+			if rec.Msg == "HTTP listening" && slices.Contains(services, rec.Service) {
 				addrs[rec.Service] = rec.Addr
+			}
+			if rec.Msg == "listening" && slices.Contains(services, "tcp") {
+				addrs["tcp"] = rec.TCP
 			}
 		}
 		if len(addrs) == len(services) {
