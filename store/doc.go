@@ -10,8 +10,9 @@
 //
 // The store owns the Pebble key layout (keys.go), the binding value
 // encoding (value.go), group commit with a synced write-ahead log
-// (writer.go), the iterators (iter.go), trimming (trim.go) and the
-// consistency check (verify.go). It assigns every change its sequence
+// (writer.go), the iterators (iter.go), trimming (trim.go), the
+// consistency check (verify.go), and the backup stream with its restore
+// (backup.go, backup_restore.go). It assigns every change its sequence
 // number and server time and tells subscribers about it only after the
 // sync, so nothing a requestor saw can be lost by a crash.
 //
