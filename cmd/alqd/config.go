@@ -88,7 +88,7 @@ func (o *options) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.dataDir, "data-dir", "", "`directory` of the binding store (required)")
 	fs.Var(prefixList{&c.Allow}, "allow", "requestor `prefixes` allowed to query, CIDR, repeatable or comma-separated; none means nobody")
 	fs.Var(prefixList{&c.Served}, "served", "IPv6 `prefixes` this server is configured for, CIDR, repeatable or comma-separated; queries outside get NotConfigured; none means all")
-	fs.StringVar(&o.metricsAddr, "metrics", "", "HTTP `address` for Prometheus /metrics and /debug/pprof; empty disables it")
+	fs.StringVar(&o.metricsAddr, "metrics", "", "HTTP `address` for Prometheus /metrics, the /healthz and /readyz checks and /debug/pprof; empty disables it")
 	fs.BoolVar(&o.backupEndpoint, "backup-endpoint", false, "serve GET /backup on the --metrics listener: a backup of the running store, as alqd backup writes it. The backup contains client DUIDs, relay-ids and remote-ids, so the --metrics address must then be reachable by operators only")
 	fs.IntVar(&c.EventLoops, "event-loops", 0, "number of gnet event loops; 0 means one per CPU")
 	fs.IntVar(&c.MaxConns, "max-conns", server.DefaultMaxConns, "maximum TCP `connections` in total; also lowered to fit the open file limit")

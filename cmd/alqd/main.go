@@ -1,7 +1,9 @@
-// Command alqd is the DHCPv6 leasequery server: Bulk Leasequery over TCP
-// (RFC 5460 with the RFC 7653 time options) and Leasequery over UDP (RFC
-// 5007), answered from a Pebble binding store that the Kea lease file
-// follower and the HTTP ingest API fill.
+// Command alqd is the DHCPv6 leasequery server: Active Leasequery (RFC
+// 7653, with STARTTLS), Bulk Leasequery over TCP (RFC 5460 with the RFC
+// 7653 time options) and Leasequery over UDP (RFC 5007), answered from a
+// Pebble binding store that the Kea lease file follower and the HTTP
+// ingest API fill. The --metrics listener serves Prometheus metrics,
+// pprof and the /healthz and /readyz checks.
 //
 // Usage:
 //
@@ -117,6 +119,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 		side.Wait()
 	}()
 	sideErr := make(chan error, 3)
+	checks := &health{ready: srv.Ready(), storeErr: st.Err}
 	if o.metricsAddr != "" {
 		var backups *backupHandler
 		if o.backupEndpoint {
@@ -126,7 +129,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 			// closes.
 			defer backups.close()
 		}
-		if err := startHTTP(sideCtx, &side, sideErr, log, "metrics", o.metricsAddr, metricsMux(reg, backups)); err != nil {
+		if err := startHTTP(sideCtx, &side, sideErr, log, "metrics", o.metricsAddr, metricsMux(reg, backups, checks)); err != nil {
 			return err
 		}
 	}
@@ -167,11 +170,13 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 	case err := <-runErr:
 		return fmt.Errorf("server: %w", err)
 	case err := <-sideErr:
+		checks.stopping.Store(true)
 		shutdown(srv, o, log)
 		<-runErr
 		return err
 	case <-ctx.Done():
 		log.Info("shutting down", "timeout", o.shutdownTimeout)
+		checks.stopping.Store(true)
 		shutdown(srv, o, log)
 		if err := <-runErr; err != nil {
 			return fmt.Errorf("server: %w", err)
@@ -216,10 +221,12 @@ func startHTTP(ctx context.Context, wg *sync.WaitGroup, errs chan<- error, log *
 	return nil
 }
 
-// metricsMux serves the metrics, pprof and, when backups is not nil, the
-// online backup.
-func metricsMux(reg *prometheus.Registry, backups *backupHandler) *http.ServeMux {
+// metricsMux serves the metrics, the health checks, pprof and, when
+// backups is not nil, the online backup.
+func metricsMux(reg *prometheus.Registry, backups *backupHandler, checks *health) *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+livenessPath, checks.serveLiveness)
+	mux.HandleFunc("GET "+readinessPath, checks.serveReadiness)
 	if backups != nil {
 		mux.Handle(backupPath, backups)
 	}
