@@ -33,7 +33,8 @@ const (
 
 // Restore creates the store directory dir from a backup stream that Backup
 // wrote, and returns what the stream held. dir must not exist or must be an
-// empty directory. Restore writes into a temporary sibling directory
+// empty directory. Restore resolves symlinks in dir first, so the store
+// lands where a link points. Restore writes into a temporary sibling directory
 // (dir's name followed by ".restore-" and a random suffix), and renames it
 // to dir only after the trailer's counts and checksum match, the store opens
 // with opts and Verify passes. A failed or cancelled restore removes the
@@ -61,14 +62,15 @@ func Restore(ctx context.Context, dir string, r io.Reader, opts Options) (info B
 		return info, err
 	}
 	opts.setDefaults()
-	if err := checkRestoreTarget(dir); err != nil {
+	target, err := resolveRestoreTarget(dir)
+	if err != nil {
+		return info, err
+	}
+	if err := checkRestoreTarget(target); err != nil {
 		return info, err
 	}
 
-	parent, base := filepath.Split(filepath.Clean(dir))
-	if parent == "" {
-		parent = "."
-	}
+	parent, base := filepath.Split(target)
 	tmp, err := os.MkdirTemp(parent, base+".restore-")
 	if err != nil {
 		return info, fmt.Errorf("store: restore: create the temporary directory next to %s: %w", dir, err)
@@ -88,13 +90,41 @@ func Restore(ctx context.Context, dir string, r io.Reader, opts Options) (info B
 
 	// Move it into place. rename(2) replaces an empty directory in one
 	// step, where os.Rename refuses any existing directory.
-	if err := syscall.Rename(tmp, dir); err != nil {
-		return info, fmt.Errorf("store: restore: rename %s to %s: %w", tmp, dir, err)
+	if err := syscall.Rename(tmp, target); err != nil {
+		return info, fmt.Errorf("store: restore: rename %s to %s: %w", tmp, target, err)
 	}
 	if err := syncDir(parent); err != nil {
 		return info, fmt.Errorf("store: restore: %s is in place but its parent directory did not sync: %w", dir, err)
 	}
 	return info, nil
+}
+
+// resolveRestoreTarget returns the absolute path of dir with its symlinks
+// resolved. The temporary directory must be a sibling of the directory
+// that receives the store, on its file system, and rename(2) replaces an
+// empty directory but neither a symlink to one nor the "." of a relative
+// path. A symlink to a missing path is rejected: the restore would
+// replace the link.
+func resolveRestoreTarget(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("store: restore: target directory %s: %w", dir, err)
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err == nil {
+		return resolved, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("store: restore: resolve the target directory %s: %w", dir, err)
+	}
+	if fi, err := os.Lstat(abs); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return "", fmt.Errorf("store: restore: target %s is a symlink to a missing path; create the directory it points to, or restore into a directory", dir)
+	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return "", fmt.Errorf("store: restore: parent directory of the target %s: %w", dir, err)
+	}
+	return filepath.Join(parent, filepath.Base(abs)), nil
 }
 
 // checkRestoreTarget fails unless dir is absent or an empty directory.
