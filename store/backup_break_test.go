@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -79,6 +80,25 @@ func TestRestoreDeclaredLengthAllocation(t *testing.T) {
 				t.Errorf("Restore allocated %d MiB for a stream of %d bytes", allocated>>20, len(input))
 			}
 		})
+	}
+}
+
+// TestReadFullGrowth checks that reading a large record costs about twice
+// its length in allocations: the buffer grows with what arrives, but by
+// doubling, not in steps of restoreReadAhead that append enlarges by a
+// quarter at a time.
+func TestReadFullGrowth(t *testing.T) {
+	const n = 32 << 20
+	zr := bytes.NewReader(make([]byte, n))
+	sr := &streamReader{br: bufio.NewReaderSize(zr, 64<<10), source: &sourceReader{r: zr}}
+	var got []byte
+	var err error
+	allocated := allocatedBy(func() { got, err = sr.readFull(nil, n, "value") })
+	if err != nil || len(got) != n {
+		t.Fatalf("readFull = %d bytes, %v; want %d", len(got), err, n)
+	}
+	if allocated > 3*n {
+		t.Errorf("readFull of %d MiB allocated %d MiB, want at most %d", n>>20, allocated>>20, 3*n>>20)
 	}
 }
 

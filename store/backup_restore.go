@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -25,9 +26,10 @@ const (
 	// batch, so memory stays flat however large the backup is.
 	restoreBatchSize = 4 << 20
 
-	// restoreReadAhead caps how far a value buffer grows ahead of the
-	// bytes that arrived, so a corrupt length can not make Restore
-	// allocate what the stream does not hold.
+	// restoreReadAhead is how far a record buffer may grow ahead of the
+	// bytes that arrived, or as far as the bytes that arrived when that
+	// is more, so that a corrupt length can make Restore allocate no
+	// more than about twice what the stream holds.
 	restoreReadAhead = 1 << 20
 )
 
@@ -367,17 +369,15 @@ func (sr *streamReader) fail(what string, err error) error {
 }
 
 // readFull reads n bytes into dst, reusing its capacity, and adds them to
-// the checksum. It grows dst at most restoreReadAhead bytes beyond what
-// arrived.
+// the checksum. Each step reads as many bytes as arrived before it, and at
+// least restoreReadAhead, so dst grows to at most about twice what arrived
+// and the copies of a growing dst add up to about twice n.
 func (sr *streamReader) readFull(dst []byte, n int, what string) ([]byte, error) {
 	dst = dst[:0]
 	for len(dst) < n {
 		start := len(dst)
-		step := min(n-start, restoreReadAhead)
-		if cap(dst) < start+step {
-			dst = append(dst[:cap(dst)], make([]byte, start+step-cap(dst))...)
-		}
-		dst = dst[:start+step]
+		step := min(n-start, max(start, restoreReadAhead))
+		dst = slices.Grow(dst, step)[:start+step]
 		if _, err := io.ReadFull(sr.br, dst[start:]); err != nil {
 			return nil, sr.fail(what, err)
 		}
