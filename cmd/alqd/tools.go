@@ -247,7 +247,7 @@ func runBackup(ctx context.Context, args []string, stdio toolIO) int {
 	var out string
 	var asJSON bool
 	dir, code, ok := toolFlags("backup", args, stdio, func(fs *flag.FlagSet) {
-		fs.StringVar(&out, "out", "", "backup `file` to write (required); - writes to standard output. The file is written as FILE.tmp and renamed when complete, replacing FILE")
+		fs.StringVar(&out, "out", "", "backup `file` to write (required); - writes to standard output. The file is written as FILE.tmp and renamed when complete, replacing FILE; an existing FIFO or device is written directly")
 		fs.BoolVar(&asJSON, "json", false, "print the summary on standard error as one JSON object")
 	})
 	if !ok {
@@ -281,8 +281,13 @@ func runBackup(ctx context.Context, args []string, stdio toolIO) int {
 }
 
 // backupToFile writes a backup of st to path.tmp, syncs it and renames it
-// to path. On error it removes path.tmp.
+// to path. On error it removes path.tmp. A path that exists and is neither
+// a regular file nor a directory, such as a FIFO or /dev/null, is written
+// directly: a rename would replace it.
 func backupToFile(ctx context.Context, st *store.Store, path string) (info store.BackupInfo, err error) {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		return backupToSpecialFile(ctx, st, path)
+	}
 	tmp := path + ".tmp"
 	// The backup holds client DUIDs and relay data: readable by the owner only.
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -311,6 +316,24 @@ func backupToFile(ctx context.Context, st *store.Store, path string) (info store
 		return info, fmt.Errorf("%s is written but its directory did not sync: %w", path, err)
 	}
 	return info, nil
+}
+
+// backupToSpecialFile writes a backup of st into the existing FIFO or
+// device path. The open does not block, so a FIFO that no process reads
+// fails at once instead of waiting where no signal ends the wait.
+func backupToSpecialFile(ctx context.Context, st *store.Store, path string) (info store.BackupInfo, err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ENXIO) {
+		return info, fmt.Errorf("%s is a FIFO that no process reads; start its reader first, or use --out - with a shell pipe", path)
+	}
+	if err != nil {
+		return info, fmt.Errorf("opening the backup output: %w", err)
+	}
+	info, err = st.Backup(ctx, f)
+	if closeErr := f.Close(); closeErr != nil && err == nil {
+		err = fmt.Errorf("closing %s: %w", path, closeErr)
+	}
+	return info, err
 }
 
 // syncDir fsyncs directory dir, so that a rename in it is durable.
