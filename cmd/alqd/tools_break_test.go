@@ -89,3 +89,41 @@ func TestBackupCommandToFIFOWithoutReader(t *testing.T) {
 		t.Errorf("after the backup %s has mode %v (%v), want the FIFO still there", fifo, fi.Mode(), err)
 	}
 }
+
+// TestRestoreCommandPipeEndsEarly runs alqd restore --in - from a pipe
+// whose writer closes halfway through the stream, as a failed ssh or curl
+// upstream would. The restore must fail as truncated and leave nothing.
+func TestRestoreCommandPipeEndsEarly(t *testing.T) {
+	dir := newTestStore(t, 500)
+	var stream bytes.Buffer
+	if code, stderr := runToolTo(t, &stream, "backup", "--data-dir", dir, "--out", "-"); code != exitOK {
+		t.Fatalf("backup --out -: exit code %d, stderr %q", code, stderr)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	go func() {
+		_, _ = w.Write(stream.Bytes()[:stream.Len()/2])
+		w.Close()
+	}()
+
+	parent := t.TempDir()
+	code, _, stderr := runTool(t, r, "restore", "--data-dir", filepath.Join(parent, "restored"), "--in", "-")
+	if code != exitFailure || !strings.Contains(stderr, "the backup is truncated") {
+		t.Errorf("restore from a pipe that ends early: exit code %d, stderr %q; want %d and truncated", code, stderr, exitFailure)
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+		t.Errorf("the failed restore left %d entries in %s", len(entries), parent)
+	}
+}
+
+// runToolTo runs subcommand args[0] in-process with its standard output
+// going to stdout, and returns its exit code and standard error.
+func runToolTo(t *testing.T, stdout io.Writer, args ...string) (code int, stderr string) {
+	t.Helper()
+	var errOut bytes.Buffer
+	code = storeCommand(args[0])(context.Background(), args[1:], toolIO{stdout: stdout, stderr: &errOut})
+	return code, errOut.String()
+}

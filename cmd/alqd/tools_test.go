@@ -475,16 +475,7 @@ func TestBackupHandlerCloseEndsStalledBackup(t *testing.T) {
 		t.Fatal("the backup did not write twice within 10 s")
 	}
 
-	closed := make(chan struct{})
-	go func() {
-		h.close()
-		close(closed)
-	}()
-	select {
-	case <-closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("close did not end the stalled backup within 10 s")
-	}
+	closeWithin(t, h, 10*time.Second)
 	if got := <-served; got != http.ErrAbortHandler {
 		t.Errorf("ServeHTTP of a stalled backup ended with %v, want the http.ErrAbortHandler panic", got)
 	}
