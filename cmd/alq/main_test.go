@@ -281,13 +281,9 @@ func TestWatchStateFile(t *testing.T) {
 	if code != exitIncomplete || !strings.Contains(stderr, "QueryTerminated") {
 		t.Fatalf("exit code %d, stderr %q; want %d with QueryTerminated", code, stderr, exitIncomplete)
 	}
-	var kinds []string
-	for _, l := range jsonLines(t, stdout) {
-		kinds = append(kinds, fmt.Sprint(l["event"]))
-	}
 	want := "connected accepted binding binding catch_up_complete keepalive done disconnected"
-	if strings.Join(kinds, " ") != want {
-		t.Errorf("events = %v, want %s", kinds, want)
+	if got := eventKinds(t, stdout); got != want {
+		t.Errorf("events = %s, want %s", got, want)
 	}
 	data, err := os.ReadFile(state)
 	if err != nil || !strings.Contains(string(data), `"start_time":820540862`) {
