@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -730,16 +729,7 @@ func TestTLSConnectionLimits(t *testing.T) {
 // pipelined behind it, and closes idle TLS connections.
 func TestTLSShutdown(t *testing.T) {
 	const bindings = 20000
-	st := openStore(t, nil)
-	seedLink(t, st, bindings)
-	f := newTLSFixture(t)
-	srv, err := New(f.config(), st, WithClock(func() time.Time { return testNow }), WithLogger(discardLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runErr := make(chan error, 1)
-	go func() { runErr <- srv.Run() }()
-	<-srv.Ready()
+	srv, f, runErr := startTLSServerWithLink(t, bindings)
 
 	idle := dialTLS(t, srv, f.clientConfig(f.client))
 	busy := dialTLS(t, srv, f.clientConfig(f.client))
@@ -752,27 +742,7 @@ func TestTLSShutdown(t *testing.T) {
 		t.Fatalf("first answer %v xid %#x, want LEASEQUERY-REPLY xid 0x1", m.Type, m.TransactionID)
 	}
 
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		done <- srv.Shutdown(ctx)
-	}()
-	var last *codec.Message
-	var pending []*codec.Message
-	count := 1
-	for {
-		m, err := busy.tryNext(10 * time.Second)
-		if err != nil {
-			break
-		}
-		if m.TransactionID != 1 {
-			pending = append(pending, m)
-			continue
-		}
-		count++
-		last = m
-	}
+	last, pending, count, shutdownErr := shutdownDuringBulk(t, srv, busy)
 	if last == nil || last.Type != codec.MsgLeasequeryDone || status(t, last) != codec.StatusQueryTerminated {
 		t.Errorf("bulk query over TLS ended with %v, want LEASEQUERY-DONE QueryTerminated", describeMsg(t, last))
 	}
@@ -790,8 +760,8 @@ func TestTLSShutdown(t *testing.T) {
 	if err := idle.readFailure(5 * time.Second); err == nil {
 		t.Error("idle TLS connection still open after Shutdown")
 	}
-	if err := <-done; err != nil {
-		t.Errorf("Shutdown: %v", err)
+	if shutdownErr != nil {
+		t.Errorf("Shutdown: %v", shutdownErr)
 	}
 	if err := <-runErr; err != nil {
 		t.Errorf("Run: %v", err)
