@@ -388,16 +388,22 @@ func (r *watchRun) startBulk(source Source) error {
 	go func() {
 		defer r.wg.Done()
 		conn, err := dial(ctx, r.w.cfg, r.w.skew)
-		if err == nil {
-			err = conn.bulk(ctx, queries, source, func(evs []Event) error {
-				if !r.send(ctx, report{kind: reportEvents, source: source, seq: seq, evs: slices.Clone(evs)}) {
-					return ctx.Err()
-				}
-				return nil
-			})
-			conn.Close()
+		if err != nil {
+			r.send(ctx, report{kind: reportEnd, source: source, seq: seq, err: err})
+			return
 		}
+		err = conn.bulk(ctx, queries, source, func(evs []Event) error {
+			if !r.send(ctx, report{kind: reportEvents, source: source, seq: seq, evs: slices.Clone(evs)}) {
+				return ctx.Err()
+			}
+			return nil
+		})
+		// Report the end before closing, so that Run has it before
+		// anything the close may cause, such as a server ending the
+		// active connection too. Otherwise a Watcher stopping on that
+		// loss could drop a recovery that had completed.
 		r.send(ctx, report{kind: reportEnd, source: source, seq: seq, err: err})
+		conn.Close()
 	}()
 	return r.emit(started)
 }
