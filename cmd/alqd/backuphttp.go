@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,12 @@ import (
 
 // backupPath is the path of the online backup on the metrics listener.
 const backupPath = "/backup"
+
+// defaultBackupStallTimeout is how long one write of an online backup may
+// wait for a client that stopped reading. The backup is then aborted,
+// because it holds a Pebble snapshot, which keeps data that compactions
+// would otherwise drop on disk.
+const defaultBackupStallTimeout = time.Minute
 
 // backupHandler serves GET /backup: a backup stream of the running store,
 // the same bytes "alqd backup" writes. It runs one backup at a time and
@@ -29,6 +37,9 @@ type backupHandler struct {
 	log   *slog.Logger
 	clock func() time.Time
 
+	// stallTimeout bounds each write to the client.
+	stallTimeout time.Duration
+
 	busy   atomic.Bool
 	mu     sync.Mutex // guards closed and the Add of running
 	closed bool
@@ -40,7 +51,7 @@ type backupHandler struct {
 
 func newBackupHandler(st *store.Store, log *slog.Logger) *backupHandler {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &backupHandler{st: st, log: log, clock: time.Now, ctx: ctx, cancel: cancel}
+	return &backupHandler{st: st, log: log, clock: time.Now, stallTimeout: defaultBackupStallTimeout, ctx: ctx, cancel: cancel}
 }
 
 // close ends running backups and waits until they return. Requests after
@@ -82,15 +93,18 @@ func (h *backupHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.busy.Store(false)
 
-	// The backup ends with the request or at shutdown. A write blocked on
-	// a client that stopped reading only returns at its deadline, so
-	// shutdown sets one.
+	// The backup ends with the request, at shutdown, or when a write
+	// stalls for stallTimeout. A write blocked on a client that stopped
+	// reading only returns at its deadline, so shutdown moves the deadline
+	// to now. Under sw.mu, no write sets a later one after that.
 	ctx, stop := context.WithCancel(r.Context())
 	defer stop()
-	rc := http.NewResponseController(w)
+	sw := &stallWriter{w: w, rc: http.NewResponseController(w), ctx: ctx, timeout: h.stallTimeout}
 	unblock := context.AfterFunc(h.ctx, func() {
+		sw.mu.Lock()
+		defer sw.mu.Unlock()
 		stop()
-		_ = rc.SetWriteDeadline(time.Now())
+		_ = sw.rc.SetWriteDeadline(time.Now())
 	})
 	defer unblock()
 
@@ -101,10 +115,16 @@ func (h *backupHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	header.Set("Cache-Control", "no-store")
 	header.Set("X-Content-Type-Options", "nosniff")
 
-	info, err := h.st.Backup(ctx, w)
+	info, err := h.st.Backup(ctx, sw)
 	summary := newBackupSummary("", "", &info, h.clock().Sub(began))
 	if err != nil {
-		h.log.Error("online backup failed", "remote", r.RemoteAddr, "records", summary.Records, "stream_bytes", summary.StreamBytes, "err", err)
+		level := slog.LevelError
+		if r.Context().Err() != nil || h.ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			// The client left or stalled, or alqd is shutting down:
+			// nothing is wrong with the store.
+			level = slog.LevelWarn
+		}
+		h.log.Log(r.Context(), level, "online backup failed", "remote", r.RemoteAddr, "records", summary.Records, "stream_bytes", summary.StreamBytes, "err", err)
 		if info.StreamBytes == 0 {
 			header.Del("Content-Disposition")
 			http.Error(w, "the backup failed before its first byte; see the alqd log", http.StatusInternalServerError)
@@ -117,4 +137,29 @@ func (h *backupHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.log.Info("online backup sent", "remote", r.RemoteAddr, "bindings", summary.Bindings, "records", summary.Records,
 		"last_seq", summary.LastSeq, "raw_bytes", summary.RawBytes, "stream_bytes", summary.StreamBytes,
 		"ratio", summary.Ratio, "seconds", summary.Seconds)
+}
+
+// stallWriter writes an online backup to its client, giving each write a
+// deadline of timeout from its start.
+type stallWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	ctx     context.Context // ends with the backup
+	timeout time.Duration
+
+	mu sync.Mutex // orders the deadline of each write against shutdown
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	if err := s.ctx.Err(); err != nil {
+		s.mu.Unlock()
+		return 0, err
+	}
+	err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	s.mu.Unlock()
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return 0, fmt.Errorf("setting the write deadline: %w", err)
+	}
+	return s.w.Write(p)
 }

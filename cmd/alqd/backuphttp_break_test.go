@@ -31,6 +31,11 @@ func (l smallBufferListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
+// stalledBindings is the store size of the tests with a stalled client.
+// Its backup stream, about 300 KB, is far larger than what the socket
+// buffers and the HTTP response buffer hold, so the backup blocks.
+const stalledBindings = 20000
+
 // startBackupServer serves a backup handler of a store with n bindings on
 // 127.0.0.1 and returns the handler and the URL of /backup.
 func startBackupServer(t *testing.T, n int) (*backupHandler, string) {
@@ -127,7 +132,7 @@ func getBackup(t *testing.T, url string) (int, store.BackupInfo, error) {
 // runs gets 503 with Retry-After, and that the next GET after the first
 // client went away gets a whole backup.
 func TestBackupEndpointSecondGetBusy(t *testing.T) {
-	h, url := startBackupServer(t, 2500)
+	h, url := startBackupServer(t, stalledBindings)
 	first := stalledGet(t, url)
 	waitBusy(t, h)
 
@@ -152,8 +157,8 @@ func TestBackupEndpointSecondGetBusy(t *testing.T) {
 		if code != http.StatusOK || err != nil {
 			t.Fatalf("GET after the first client left: status %d, restore %v", code, err)
 		}
-		if info.Bindings != 2500 {
-			t.Errorf("backup after the first client left has %d bindings, want 2500", info.Bindings)
+		if info.Bindings != stalledBindings {
+			t.Errorf("backup after the first client left has %d bindings, want %d", info.Bindings, stalledBindings)
 		}
 		break
 	}
@@ -163,7 +168,7 @@ func TestBackupEndpointSecondGetBusy(t *testing.T) {
 // whose client stopped reading on a real connection, and that the client
 // sees a broken transfer rather than a short clean one.
 func TestBackupEndpointCloseDuringStalledGet(t *testing.T) {
-	h, url := startBackupServer(t, 2500)
+	h, url := startBackupServer(t, stalledBindings)
 	c := stalledGet(t, url)
 	waitBusy(t, h)
 
@@ -206,5 +211,30 @@ func TestBackupEndpointMethods(t *testing.T) {
 	}
 	if code, info, err := getBackup(t, url); code != http.StatusOK || err != nil || info.Bindings != 3 {
 		t.Errorf("GET after refused methods: status %d, %d bindings, restore %v", code, info.Bindings, err)
+	}
+}
+
+// TestBackupEndpointStalledClient checks that a backup whose client stops
+// reading is aborted after the stall timeout, and that the endpoint then
+// serves the next backup.
+func TestBackupEndpointStalledClient(t *testing.T) {
+	h, url := startBackupServer(t, stalledBindings)
+	h.stallTimeout = 200 * time.Millisecond
+	c := stalledGet(t, url)
+	waitBusy(t, h)
+	for deadline := time.Now().Add(10 * time.Second); h.busy.Load(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled backup still runs 10 s after its client stopped reading")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Close()
+
+	code, info, err := getBackup(t, url)
+	if code != http.StatusOK || err != nil {
+		t.Fatalf("GET after the stalled one: status %d, restore error %v", code, err)
+	}
+	if info.Bindings != stalledBindings {
+		t.Errorf("restored %d bindings, want %d", info.Bindings, stalledBindings)
 	}
 }
