@@ -61,10 +61,10 @@ const (
 	// store key is an index key with a 65,535-byte id: 65,572 bytes.
 	maxBackupKeyLen = 1 << 17
 
-	// maxBackupValueLen is the longest value a backup may carry. Binding
-	// values stay below 330 KiB; metadata values are what Apply callers
-	// store, which in alqd is a few hundred bytes.
-	maxBackupValueLen = 256 << 20
+	// maxBackupValueLen is the longest value a backup may carry: the
+	// longest metadata value Apply accepts. Binding values stay below
+	// 330 KiB, and internal records are a few bytes.
+	maxBackupValueLen = MaxMetaValueLen
 
 	// maxBackupDUIDLen is the longest server DUID: a 2-byte type and at
 	// most 128 bytes (RFC 8415 section 11.1).

@@ -139,8 +139,9 @@ func TestRestoreZstdWindowLimit(t *testing.T) {
 }
 
 // TestRestoreZstdBomb restores a stream of a few KiB that decompresses to
-// 16 MiB: one metadata record whose value is zeros. Such a record is
-// valid, so the restore must succeed and keep the value whole.
+// over 1 MiB: one metadata record whose value is the longest allowed, all
+// zeros. Such a record is valid, so the restore must succeed and keep the
+// value whole.
 func TestRestoreZstdBomb(t *testing.T) {
 	s := openTest(t, t.TempDir(), Options{})
 	mustApply(t, s, na("2001:db8::1", "a", ""))
@@ -151,7 +152,7 @@ func TestRestoreZstdBomb(t *testing.T) {
 
 	// Insert the metadata record before the first key that sorts after
 	// the metadata keyspace.
-	const valueLen = 16 << 20
+	const valueLen = maxBackupValueLen
 	metaKey := []byte{prefixMeta, 'z'}
 	bomb := slices.Clone(header)
 	rest := []byte(nil)
@@ -184,7 +185,7 @@ func TestRestoreZstdBomb(t *testing.T) {
 
 	dir := filepath.Join(t.TempDir(), "restored")
 	if _, err := Restore(context.Background(), dir, bytes.NewReader(input), Options{}); err != nil {
-		t.Fatalf("Restore of a valid stream with a 16 MiB metadata value: %v", err)
+		t.Fatalf("Restore of a valid stream with a %d-byte metadata value: %v", valueLen, err)
 	}
 	restored := openTest(t, dir, Options{})
 	got, err := restored.Meta("z")

@@ -121,6 +121,7 @@ func TestApplyRejectsInvalid(t *testing.T) {
 		{"huge remote-id", with(good, func(b *Binding) { b.RemoteID = make([]byte, maxFieldLen+1) }), nil},
 		{"CLTT beyond 2262", with(good, func(b *Binding) { b.CLTT = time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC) }), nil},
 		{"empty meta key", good, map[string][]byte{"": {1}}},
+		{"huge meta value", good, map[string][]byte{"pos": make([]byte, MaxMetaValueLen+1)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,11 @@ import (
 // maxMetaKeyLen caps metadata key names passed to Apply.
 const maxMetaKeyLen = 1024
 
+// MaxMetaValueLen caps metadata values passed to Apply. Callers store
+// positions and checkpoints of a few hundred bytes, and the cap keeps every
+// stored value within what a backup carries (maxBackupValueLen).
+const MaxMetaValueLen = 1 << 20
+
 // Request states: the writer takes a queued request, or Apply cancels it
 // first when its context ends; whichever CompareAndSwap wins decides.
 const (
@@ -117,6 +122,9 @@ func newRequest(changes []Binding, meta map[string][]byte) (*request, error) {
 	for key, value := range meta {
 		if key == "" || len(key) > maxMetaKeyLen {
 			return nil, fmt.Errorf("%w: metadata key %q is empty or longer than %d bytes", ErrInvalidBinding, key, maxMetaKeyLen)
+		}
+		if len(value) > MaxMetaValueLen {
+			return nil, fmt.Errorf("%w: metadata value of key %q is %d bytes, longer than %d", ErrInvalidBinding, key, len(value), MaxMetaValueLen)
 		}
 		size += len(value)
 	}
