@@ -1,7 +1,6 @@
 package alqdtest
 
 import (
-	"context"
 	"errors"
 	"net/netip"
 	"testing"
@@ -34,18 +33,7 @@ func TestAlqdMirrorResumeAfterTrim(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer m.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		stop := errors.New("stop")
-		err = m.Run(ctx, func(ev requestor.Event) error {
-			if until(ev) {
-				return stop
-			}
-			return nil
-		})
-		if errors.Is(err, stop) {
-			err = nil
-		}
+		err = runMirrorUntil(m, until)
 		cp, cpErr := m.Checkpoint()
 		if cpErr != nil {
 			t.Fatal(cpErr)

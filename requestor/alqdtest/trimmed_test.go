@@ -51,19 +51,7 @@ func TestAlqdMirrorTrimmedHistory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		stop := errors.New("stop")
-		err = m.Run(ctx, func(ev requestor.Event) error {
-			if until(ev) {
-				return stop
-			}
-			return nil
-		})
-		if errors.Is(err, stop) {
-			err = nil
-		}
-		return m, err
+		return m, runMirrorUntil(m, until)
 	}
 
 	cfg := mirror.Config{Dir: t.TempDir(), Requestor: config(srv.Addr().String()), MaxAttempts: 1}
@@ -109,4 +97,22 @@ func countRecords(t *testing.T, m *mirror.Mirror) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// runMirrorUntil runs m until it stops, until returns true (which is not
+// an error), or 20 s have passed.
+func runMirrorUntil(m *mirror.Mirror, until func(requestor.Event) bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stop := errors.New("stop")
+	err := m.Run(ctx, func(ev requestor.Event) error {
+		if until(ev) {
+			return stop
+		}
+		return nil
+	})
+	if errors.Is(err, stop) {
+		return nil
+	}
+	return err
 }
