@@ -178,7 +178,9 @@ func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 		log.Info("shutting down", "timeout", o.shutdownTimeout)
 		checks.stopping.Store(true)
 		shutdown(srv, o, log)
-		if err := <-runErr; err != nil {
+		// A signal right at start-up can shut the server down before its
+		// Run began; Run then returns ErrServerClosed, which is no failure.
+		if err := <-runErr; err != nil && !errors.Is(err, server.ErrServerClosed) {
 			return fmt.Errorf("server: %w", err)
 		}
 		return nil

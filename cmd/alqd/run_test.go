@@ -118,3 +118,20 @@ func TestIngestWrongPathJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestRunCanceledAtStart stops alqd before its server may have begun to
+// run, as a SIGTERM right at start-up does: run must return nil, not the
+// server's ErrServerClosed.
+func TestRunCanceledAtStart(t *testing.T) {
+	for i := range 10 {
+		o, err := parseOptions([]string{"--data-dir", t.TempDir(), "--listen", "[::1]:0", "--allow", "::1/128"}, io.Discard)
+		if err != nil {
+			t.Fatalf("parseOptions: %v", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := run(ctx, o, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatalf("run %d with a canceled context: %v", i, err)
+		}
+	}
+}
