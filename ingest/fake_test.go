@@ -74,7 +74,7 @@ func (s *fakeStore) Apply(ctx context.Context, changes []store.Binding, meta map
 	}
 	s.applies++
 	for i := range changes {
-		c := cloneBinding(&changes[i])
+		c := changes[i].Clone()
 		s.applied = append(s.applied, c)
 		if prev, ok := s.state[c.Key]; ok && bindingsEqual(&prev, &c) {
 			continue
@@ -108,7 +108,7 @@ func (s *fakeStore) list(ctx context.Context, yield func(*store.Binding) bool) e
 	s.mu.Lock()
 	all := make([]store.Binding, 0, len(s.state))
 	for _, b := range s.state {
-		all = append(all, cloneBinding(&b))
+		all = append(all, b.Clone())
 	}
 	s.mu.Unlock()
 	slices.SortFunc(all, func(a, b store.Binding) int { return cmp.Compare(a.Prefix.String(), b.Prefix.String()) })
@@ -140,16 +140,6 @@ func (s *fakeStore) snapshotState() map[store.Key]store.Binding {
 		m[k] = v
 	}
 	return m
-}
-
-func cloneBinding(b *store.Binding) store.Binding {
-	c := *b
-	c.ClientID = bytes.Clone(b.ClientID)
-	c.RelayID = bytes.Clone(b.RelayID)
-	c.RemoteID = bytes.Clone(b.RemoteID)
-	c.InterfaceID = bytes.Clone(b.InterfaceID)
-	c.RelayMessage = bytes.Clone(b.RelayMessage)
-	return c
 }
 
 // bindingsEqual compares everything but Seq and ChangeTime, which the store

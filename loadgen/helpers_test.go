@@ -44,7 +44,7 @@ func (s *fakeStore) Apply(ctx context.Context, changes []store.Binding, meta map
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range changes {
-		s.applied = append(s.applied, cloneBinding(&changes[i]))
+		s.applied = append(s.applied, changes[i].Clone())
 	}
 	for k, v := range meta {
 		s.meta[k] = bytes.Clone(v)
@@ -62,16 +62,6 @@ func (s *fakeStore) bindings() []store.Binding {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]store.Binding(nil), s.applied...)
-}
-
-func cloneBinding(b *store.Binding) store.Binding {
-	c := *b
-	c.ClientID = bytes.Clone(b.ClientID)
-	c.RelayID = bytes.Clone(b.RelayID)
-	c.RemoteID = bytes.Clone(b.RemoteID)
-	c.InterfaceID = bytes.Clone(b.InterfaceID)
-	c.RelayMessage = bytes.Clone(b.RelayMessage)
-	return c
 }
 
 // bindingDiff describes how got differs from want in the fields a caller

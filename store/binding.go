@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"net/netip"
@@ -188,4 +189,15 @@ type Binding struct {
 	// time of the commit. Values set by callers of Apply are ignored.
 	Seq        uint64
 	ChangeTime time.Time
+}
+
+// Clone returns a copy of b that shares no byte slice with it.
+func (b *Binding) Clone() Binding {
+	c := *b
+	c.ClientID = bytes.Clone(b.ClientID)
+	c.RelayID = bytes.Clone(b.RelayID)
+	c.RemoteID = bytes.Clone(b.RemoteID)
+	c.InterfaceID = bytes.Clone(b.InterfaceID)
+	c.RelayMessage = bytes.Clone(b.RelayMessage)
+	return c
 }

@@ -280,3 +280,22 @@ func FuzzDecodeValue(f *testing.F) {
 		}
 	})
 }
+
+func TestBindingClone(t *testing.T) {
+	b := Binding{
+		ClientID:     []byte{1},
+		RelayID:      []byte{2},
+		RemoteID:     []byte{3},
+		InterfaceID:  []byte{4},
+		RelayMessage: []byte{5},
+	}
+	c := b.Clone()
+	for _, s := range [][]byte{b.ClientID, b.RelayID, b.RemoteID, b.InterfaceID, b.RelayMessage} {
+		s[0] = 0xff
+	}
+	for name, got := range map[string][]byte{"ClientID": c.ClientID, "RelayID": c.RelayID, "RemoteID": c.RemoteID, "InterfaceID": c.InterfaceID, "RelayMessage": c.RelayMessage} {
+		if got[0] == 0xff {
+			t.Errorf("the clone's %s changed with the original", name)
+		}
+	}
+}

@@ -38,7 +38,9 @@ func (s *memoryStore) Apply(_ context.Context, changes []store.Binding, meta map
 		s.meta[k] = bytes.Clone(v)
 	}
 	s.changes += len(changes)
-	s.applied = append(s.applied, changes...)
+	for i := range changes {
+		s.applied = append(s.applied, changes[i].Clone())
+	}
 	return uint64(s.changes), nil
 }
 
