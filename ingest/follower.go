@@ -16,9 +16,10 @@ import (
 // Applier commits binding changes durably; *store.Store implements it.
 //
 // Apply returns after the changes and meta are committed together, or not at
-// all. It must not keep the changes slice after it returns, because the
-// follower reuses it. It may keep the byte slices inside the bindings: the
-// callers of this package never write them again.
+// all. It must not keep the changes slice or the byte slices inside the
+// bindings after it returns: the follower reuses the slice, and the ingest
+// API handler reuses the request body that the byte slices point into.
+// *store.Store copies both.
 type Applier interface {
 	Apply(ctx context.Context, changes []store.Binding, meta map[string][]byte) (lastSeq uint64, err error)
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/valyala/bytebufferpool"
+
 	"github.com/alqd/alqd/store"
 )
 
@@ -136,7 +138,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, http.StatusUnsupportedMediaType, errorBody{Error: "Content-Type " + strconv.Quote(r.Header.Get("Content-Type")) + " not supported; send " + ContentTypeNDJSON})
 		return
 	}
-	body, err := h.readBody(w, r)
+	buf := bytebufferpool.Get()
+	defer bytebufferpool.Put(buf)
+	body, err := h.readBody(w, r, buf)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -176,18 +180,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, okBody{Records: len(bindings), LastSeq: seq})
 }
 
-// readBody reads the whole body, at most maxBytes.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// readBody reads the whole body, at most maxBytes, into buf and returns
+// its bytes. They are valid until buf goes back to the pool, which is why
+// Apply must not keep them (see Applier).
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytebufferpool.ByteBuffer) ([]byte, error) {
 	if r.ContentLength > h.maxBytes {
 		return nil, &http.MaxBytesError{Limit: h.maxBytes}
 	}
-	capacity := 4096
-	if r.ContentLength > 0 {
-		capacity = int(r.ContentLength)
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, capacity))
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBytes))
-	return buf.Bytes(), err
+	return buf.B, err
 }
 
 // decodeRecords decodes every non-blank line of body into bindings with

@@ -91,16 +91,16 @@ func splitObject(line []byte, raw *[len(recordFields)]json.RawMessage) error {
 		if !ok || !s.consume(':') {
 			return &RecordError{Err: fmt.Errorf("%w: expected a field name and a colon at offset %d", ErrInvalidJSON, s.pos)}
 		}
-		index := fieldIndex(name)
+		index := fieldIndexOf(name)
 		if index < 0 {
-			return &RecordError{Field: name, Err: fmt.Errorf("%w: unknown field", ErrUnexpectedField)}
+			return &RecordError{Field: string(name), Err: fmt.Errorf("%w: unknown field", ErrUnexpectedField)}
 		}
 		if raw[index] != nil {
-			return &RecordError{Field: name, Err: fmt.Errorf("%w: field appears twice", ErrUnexpectedField)}
+			return &RecordError{Field: string(name), Err: fmt.Errorf("%w: field appears twice", ErrUnexpectedField)}
 		}
 		value, err := s.value()
 		if err != nil {
-			return &RecordError{Field: name, Err: err}
+			return &RecordError{Field: string(name), Err: err}
 		}
 		raw[index] = value
 		if s.consume(',') {
@@ -149,22 +149,23 @@ func (s *jsonScanner) end() error {
 	return nil
 }
 
-// fieldName reads a string and returns its decoded text.
-func (s *jsonScanner) fieldName() (string, bool) {
+// fieldName reads a string and returns its decoded text, which aliases the
+// line unless the name has escapes.
+func (s *jsonScanner) fieldName() ([]byte, bool) {
 	s.skipSpace()
 	start := s.pos
 	if !s.skipString() {
-		return "", false
+		return nil, false
 	}
 	raw := s.b[start:s.pos]
 	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw[1 : len(raw)-1]), true
+		return raw[1 : len(raw)-1], true
 	}
 	var name string
 	if json.Unmarshal(raw, &name) != nil {
-		return "", false
+		return nil, false
 	}
-	return name, true
+	return []byte(name), true
 }
 
 // value reads a string or a number and returns its JSON text.
@@ -265,6 +266,17 @@ func (s *jsonScanner) skipNumber() bool {
 func fieldIndex(name string) int {
 	for i, f := range recordFields {
 		if f == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// fieldIndexOf is fieldIndex for a name read from a line. The comparison
+// converts name without allocating.
+func fieldIndexOf(name []byte) int {
+	for i, f := range recordFields {
+		if string(name) == f {
 			return i
 		}
 	}
