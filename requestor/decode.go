@@ -19,6 +19,13 @@ type message struct {
 	hasClientData bool
 	serverID      []byte
 	clientLinks   []byte // option-data of OPTION_LQ_CLIENT_LINK, aliasing the frame
+
+	// relayData is the option-data of an OPTION_LQ_RELAY_DATA at message
+	// level, aliasing the frame. Over UDP, RFC 5007 section 4.1.2.4 places
+	// the relay data of the client next to its OPTION_CLIENT_DATA in the
+	// LEASEQUERY-REPLY, not inside it as Bulk Leasequery does.
+	relayData    []byte
+	hasRelayData bool
 }
 
 // ok reports whether the message carries no status or Success.
@@ -76,6 +83,7 @@ func (d *messageDecoder) decode(frame []byte, received time.Time, source Source,
 	m.clientData, m.hasClientData = opts.ClientData()
 	m.serverID, _ = opts.ServerID()
 	m.clientLinks, _ = opts.Get(codec.OptLQClientLink)
+	m.relayData, m.hasRelayData = opts.Get(codec.OptLQRelayData)
 	return nil
 }
 
@@ -106,6 +114,12 @@ func (d *messageDecoder) bindings(m *message, dst []Event) ([]Event, error) {
 	if d.cd.HasCLTTime {
 		proto.CLTTime, proto.HasCLTTime = d.cd.CLTTime, true
 		proto.LastTransaction = m.info.LocalBase.Add(-time.Duration(d.cd.CLTTime) * time.Second)
+	}
+	if !d.cd.HasRelayData && m.hasRelayData {
+		if err := d.cd.RelayData.Decode(bytes.Clone(m.relayData)); err != nil {
+			return dst, &ProtocolError{Type: m.info.Type, TransactionID: m.info.TransactionID, Reason: "OPTION_LQ_RELAY_DATA does not decode", Err: err}
+		}
+		d.cd.HasRelayData = true
 	}
 	if d.cd.HasRelayData {
 		d.relayData(&proto)
