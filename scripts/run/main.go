@@ -71,7 +71,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "run:", err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopSignals()
 	defer stop()
 
 	r := &runner{opts: opts}
@@ -85,6 +85,15 @@ func main() {
 		r.say("failed: stopping the processes reported the errors above")
 		os.Exit(1)
 	}
+}
+
+// stopSignals returns a context that ends at SIGINT, SIGTERM or SIGPIPE.
+// A reader of standard output that goes away, as "make run | head" does,
+// must stop the job like an interrupt. Without SIGPIPE here the Go runtime
+// would end the program at the first write to the closed pipe, and the
+// processes it started would run on with nothing to stop them.
+func stopSignals() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 }
 
 func parseOptions(args []string) (options, error) {
