@@ -35,7 +35,7 @@ func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, e env) (stri
 		return common.server, err
 	}
 	if q.Type.BulkOnly() {
-		return common.server, usagef("--by %s is defined for Bulk Leasequery over TCP only: use alq bulk", qf.by)
+		return common.server, usagef("--by %s is defined for Bulk Leasequery over TCP only: use alq bulk", queryTypeName(q.Type))
 	}
 
 	p := newPrinter(e.stdout, common.json, false)

@@ -171,6 +171,16 @@ var queryTypes = map[string]codec.QueryType{
 	"remote-id":    codec.QueryByRemoteID,
 }
 
+// queryTypeName returns the --by value that names t.
+func queryTypeName(t codec.QueryType) string {
+	for name, qt := range queryTypes {
+		if qt == t {
+			return name
+		}
+	}
+	return t.String()
+}
+
 // query builds the query.
 func (q *queryFlags) query() (requestor.Query, error) {
 	var out requestor.Query

@@ -198,7 +198,7 @@ func TestExitCodes(t *testing.T) {
 		{"two keys", []string{"bulk", "--server", closed, "--address", "2001:db8::1", "--relay-id", "0003000100"}, exitUsage, "different query types"},
 		{"bad hex", []string{"bulk", "--server", closed, "--client-id", "xyz"}, exitUsage, "not hex"},
 		{"IPv4 address", []string{"query", "--server", closed, "--address", "192.0.2.1"}, exitUsage, "not an IPv6 address"},
-		{"bulk-only type over UDP", []string{"query", "--server", closed, "--relay-id", "000300010000"}, exitUsage, "use alq bulk"},
+		{"bulk-only type over UDP", []string{"query", "--server", closed, "--relay-id", "000300010000"}, exitUsage, "--by relay-id is defined for Bulk Leasequery over TCP only: use alq bulk"},
 		{"end time on watch", []string{"watch", "--server", closed, "--end-time", "5"}, exitUsage, "--end-time is for alq bulk"},
 		{"bad time", []string{"bulk", "--server", closed, "--link", "2001:db8::1", "--start-time", "yesterday"}, exitUsage, "RFC 3339"},
 		{"unknown flag", []string{"bulk", "--colour"}, exitUsage, "flag provided but not defined"},
