@@ -129,7 +129,7 @@ func listMirror(m *mirror.Mirror, e env, asJSON bool) error {
 	if cp.Valid {
 		resume = strconv.FormatUint(uint64(cp.StartTime), 10)
 	}
-	fmt.Fprintf(e.stderr, "%d bindings from %s; resume start time %s\n", n, m.Server(), resume)
+	fmt.Fprintf(e.stderr, "%s from %s; resume start time %s\n", bindingCount(n), m.Server(), resume)
 	return nil
 }
 

@@ -50,7 +50,7 @@ func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, e env) (stri
 		err = cerr
 	}
 	if err == nil && !common.json {
-		fmt.Fprintf(e.stderr, "%d bindings from %s\n", bindings, cfg.Server)
+		fmt.Fprintf(e.stderr, "%s from %s\n", bindingCount(bindings), cfg.Server)
 	}
 	return common.server, err
 }
@@ -99,7 +99,7 @@ func runBulk(ctx context.Context, fs *flag.FlagSet, args []string, e env) (strin
 		err = cerr
 	}
 	if err == nil && !common.json {
-		fmt.Fprintf(e.stderr, "%d bindings from %s in %.1f s\n", bindings, cfg.Server, time.Since(start).Seconds())
+		fmt.Fprintf(e.stderr, "%s from %s in %.1f s\n", bindingCount(bindings), cfg.Server, time.Since(start).Seconds())
 	}
 	return common.server, err
 }

@@ -162,7 +162,7 @@ func eventLine(ev requestor.Event) string {
 	case requestor.Keepalive:
 		return fmt.Sprintf("%s keepalive at server time %s", now, serverClock(e.MessageInfo))
 	case requestor.Done:
-		return fmt.Sprintf("%s done: %s, %d bindings", now, statusText(e.Status, e.StatusMessage), e.Bindings)
+		return fmt.Sprintf("%s done: %s, %s", now, statusText(e.Status, e.StatusMessage), bindingCount(e.Bindings))
 	case requestor.Connected:
 		if e.HasStartTime {
 			return fmt.Sprintf("%s connected to %s (attempt %d), catching up from %d", now, e.Server, e.Attempt, e.StartTime)
@@ -182,12 +182,12 @@ func eventLine(ev requestor.Event) string {
 		}
 		return fmt.Sprintf("%s recovery bulk query started for %d to %d", now, e.StartTime, e.EndTime)
 	case mirror.Swept:
-		return fmt.Sprintf("%s %s bulk query complete: %d bindings the server no longer has marked ended", now, e.Source, e.Ended)
+		return fmt.Sprintf("%s %s bulk query complete: %s the server no longer has marked ended", now, e.Source, bindingCount(e.Ended))
 	case requestor.RecoveryDone:
 		if e.Err != nil {
-			return fmt.Sprintf("%s %s bulk query failed after %d bindings: %v", now, e.Source, e.Bindings, e.Err)
+			return fmt.Sprintf("%s %s bulk query failed after %s: %v", now, e.Source, bindingCount(e.Bindings), e.Err)
 		}
-		return fmt.Sprintf("%s %s bulk query done: %d bindings", now, e.Source, e.Bindings)
+		return fmt.Sprintf("%s %s bulk query done: %s", now, e.Source, bindingCount(e.Bindings))
 	}
 	return fmt.Sprintf("%s %T", now, ev)
 }
@@ -384,4 +384,12 @@ func jsonBindingOf(b *requestor.Binding) jsonBinding {
 		j.Options = append(j.Options, jsonOption{Code: uint16(o.Code), Data: hex.EncodeToString(o.Data)})
 	}
 	return j
+}
+
+// bindingCount returns "1 binding" or "n bindings".
+func bindingCount(n int) string {
+	if n == 1 {
+		return "1 binding"
+	}
+	return strconv.Itoa(n) + " bindings"
 }
