@@ -11,7 +11,8 @@ import (
 // Active sends one ACTIVELEASEQUERY and calls fn for every event until the
 // connection ends. It always returns an error: ctx's error, the error fn
 // returned, ErrReceiveTimeout after Config.ReceiveTimeout without a message,
-// ErrConnectionLost, or a *ProtocolError. A LEASEQUERY-REPLY that rejected
+// ErrConnectionLost, a *ProtocolError, or a *TLSError when a TLS 1.3 server
+// rejected the requestor certificate. A LEASEQUERY-REPLY that rejected
 // the query, or a LEASEQUERY-DONE that ended it (QueryTerminated when the
 // server shuts down), gives a *codec.StatusError. The Conn is unusable
 // afterwards. Active applies no reconnect or resume logic; Watcher does.

@@ -50,6 +50,7 @@ type Conn struct {
 
 	serverID []byte
 	tlsState *tls.ConnectionState
+	received bool // a whole message has arrived since the connection was secured
 
 	mu  sync.Mutex // guards err
 	err error
@@ -57,7 +58,10 @@ type Conn struct {
 
 // Dial opens a TCP connection to cfg.Server and, when cfg.TLS is set, runs
 // STARTTLS on it. Unreachable servers give an error wrapping ErrUnreachable;
-// a failed STARTTLS gives a *TLSError. The context bounds the whole setup.
+// a failed STARTTLS gives a *TLSError. With TLS 1.3 a server that rejects
+// the requestor certificate is only seen at the first read, so the first
+// query on the Conn returns that *TLSError. The context bounds the whole
+// setup.
 func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -219,10 +223,12 @@ func (c *Conn) read(ctx context.Context, timeout time.Duration) ([]byte, time.Ti
 	}
 	frame, err := c.frames.ReadFrame()
 	if err == nil {
+		c.received = true
 		return frame, time.Now(), nil
 	}
 
 	var fe *codec.FrameError
+	var opErr *net.OpError
 	switch {
 	case ctx.Err() != nil:
 		err = ctx.Err()
@@ -236,6 +242,12 @@ func (c *Conn) read(ctx context.Context, timeout time.Duration) ([]byte, time.Ti
 		err = fmt.Errorf("%w: %s closed the connection in the middle of a message: %w", ErrConnectionLost, c.server, err)
 	case errors.As(err, &fe):
 		err = &ProtocolError{Reason: "invalid TCP frame", Err: err}
+	case c.tlsState != nil && !c.received && errors.As(err, &opErr) && opErr.Op == "remote error":
+		// In TLS 1.3 the server checks the client certificate after the
+		// client has finished its handshake, so a rejection arrives as an
+		// alert before the first message. crypto/tls reports a received
+		// alert as a *net.OpError with this Op.
+		err = &TLSError{Server: c.server, Outcome: TLSHandshakeFailed, Err: err}
 	default:
 		err = fmt.Errorf("%w: reading from %s: %w", ErrConnectionLost, c.server, err)
 	}
@@ -314,7 +326,7 @@ func (c *Conn) startTLS(ctx context.Context) error {
 	}
 	// NOTE: in TLS 1.3 the client finishes its handshake before the server
 	// has checked the client certificate, so a server that rejects it is
-	// only seen at the first read, as ErrConnectionLost with the TLS alert.
+	// only seen at the first read, which reports it as a *TLSError.
 	tc := tls.Client(c.nc, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return tlsErr(TLSHandshakeFailed, nil, err)

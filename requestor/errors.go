@@ -22,7 +22,9 @@ var (
 
 	// ErrTLSHandshake is returned inside a *TLSError by Dial in secure mode
 	// when the server accepted STARTTLS but the TLS handshake failed, for
-	// example because its certificate did not verify.
+	// example because its certificate did not verify. With TLS 1.3 the
+	// first query on the connection returns it instead when the server
+	// rejects the requestor certificate (see TLSHandshakeFailed).
 	ErrTLSHandshake = errors.New("requestor: TLS handshake failed")
 
 	// ErrInvalidQuery is returned before anything is sent when a Query or
@@ -97,7 +99,7 @@ const (
 	TLSNoAnswer        TLSOutcome = iota + 1 // no REPLY within Config.StartTLSTimeout
 	TLSClosed                                // the server closed the connection
 	TLSRefused                               // REPLY with a status code, normally TLSConnectionRefused
-	TLSHandshakeFailed                       // REPLY without status, then the handshake failed
+	TLSHandshakeFailed                       // REPLY without status, then a failed handshake or a TLS alert before any message
 )
 
 // String returns a short description of o.
@@ -117,6 +119,14 @@ func (o TLSOutcome) String() string {
 
 // TLSError reports a failed STARTTLS exchange. The TCP connection has been
 // closed (RFC 7653 section 8.2 forbids going on without TLS).
+//
+// Dial returns it for every outcome but one case of TLSHandshakeFailed. In
+// TLS 1.3 the client's side of the handshake ends before the server has
+// checked the client certificate, so a server that rejects the certificate
+// (none given, another CA, not on its allow-list) sends its alert after
+// Dial returned. The first read then returns a *TLSError with
+// TLSHandshakeFailed wrapping the *net.OpError of crypto/tls. An alert after
+// a message has arrived is a lost connection, not a TLSError.
 type TLSError struct {
 	Server  string
 	Outcome TLSOutcome

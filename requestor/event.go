@@ -257,7 +257,8 @@ func (e Done) Err() error {
 }
 
 // Connected reports that a Watcher opened a connection and sent its
-// ACTIVELEASEQUERY.
+// ACTIVELEASEQUERY. With TLS 1.3 a server may still reject the requestor
+// certificate after that, so a Disconnected with a *TLSError can follow.
 type Connected struct {
 	Server       string
 	StartTime    uint32

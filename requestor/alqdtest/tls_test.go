@@ -3,6 +3,7 @@ package alqdtest
 import (
 	"crypto/tls"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -127,7 +128,7 @@ func TestAlqdTLSFailures(t *testing.T) {
 		{"insecure server", secureRequestor(insecure.Addr().String(), pki), requestor.ErrTLSRefused},
 		{"plaintext to a secure server", config(secure.Addr().String()), requestor.ErrConnectionLost},
 		{"untrusted server certificate", secureRequestor(secure.Addr().String(), untrusted), requestor.ErrTLSHandshake},
-		{"certificate not on the allow-list", secureRequestor(listed.Addr().String(), pki), requestor.ErrConnectionLost},
+		{"certificate not on the allow-list", secureRequestor(listed.Addr().String(), pki), requestor.ErrTLSHandshake},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,7 +137,8 @@ func TestAlqdTLSFailures(t *testing.T) {
 			if err == nil {
 				// Failures the requestor detects only once it reads: a closed
 				// plaintext connection, or a TLS 1.3 alert for its
-				// certificate after its side of the handshake finished.
+				// certificate after its side of the handshake finished,
+				// which the first read reports as a failed handshake.
 				err = conn.Bulk(testContext(t), q, func(requestor.Event) error {
 					t.Error("a binding arrived over a connection that should have failed")
 					return nil
@@ -151,5 +153,136 @@ func TestAlqdTLSFailures(t *testing.T) {
 				t.Errorf("error = %v, want a REPLY with TLSConnectionRefused", err)
 			}
 		})
+	}
+}
+
+// certificateRejections returns, for each way alqd rejects a requestor
+// certificate, the server to connect to and the requestor configuration
+// capped at TLS version maxVersion.
+func certificateRejections(t *testing.T, maxVersion uint16) []struct {
+	name string
+	cfg  requestor.Config
+} {
+	t.Helper()
+	pki := requestortest.NewPKI(t)
+	other := requestortest.NewPKI(t) // an authority alqd does not trust for client certificates
+	clock := func() time.Time { return now }
+	st := openStore(t, clock)
+	apply(t, st, fixtures...)
+	cfg := server.Config{Active: true, ActiveIdleTimeout: testIdleTimeout}
+	secure, _ := startServer(t, st, secureConfig(t, pki, cfg), clock)
+	listed, _ := startServer(t, st, secureConfig(t, pki, cfg, "cn:another requestor"), clock)
+
+	withTLS := func(addr string, certs ...tls.Certificate) requestor.Config {
+		c := secureRequestor(addr, pki)
+		c.TLS = &tls.Config{RootCAs: pki.CAPool, Certificates: certs, MaxVersion: maxVersion}
+		c.RetryInterval = 10 * time.Millisecond
+		return c
+	}
+	return []struct {
+		name string
+		cfg  requestor.Config
+	}{
+		{"no client certificate", withTLS(secure.Addr().String())},
+		{"certificate from another CA", withTLS(secure.Addr().String(), other.Client)},
+		{"certificate not on the allow-list", withTLS(listed.Addr().String(), pki.Client)},
+	}
+}
+
+// checkRejected checks that err reports alqd's rejection of the requestor
+// certificate as a failed handshake that no retry can change.
+func checkRejected(t *testing.T, err error) {
+	t.Helper()
+	var te *requestor.TLSError
+	if !errors.As(err, &te) || te.Outcome != requestor.TLSHandshakeFailed {
+		t.Fatalf("error = %v, want a *TLSError with outcome %v", err, requestor.TLSHandshakeFailed)
+	}
+	if !errors.Is(err, requestor.ErrTLSHandshake) {
+		t.Errorf("errors.Is(%v, ErrTLSHandshake) = false", err)
+	}
+	if errors.Is(err, requestor.ErrConnectionLost) {
+		t.Errorf("errors.Is(%v, ErrConnectionLost) = true, want a TLS failure only", err)
+	}
+	var opErr *net.OpError
+	if !errors.As(err, &opErr) || opErr.Op != "remote error" {
+		t.Errorf("error = %v, want it to wrap the alert alqd sent", err)
+	}
+	if !requestor.Permanent(err) {
+		t.Errorf("Permanent(%v) = false, want true", err)
+	}
+}
+
+var tlsVersions = []struct {
+	name    string
+	version uint16
+}{
+	{"TLS 1.3", tls.VersionTLS13},
+	{"TLS 1.2", tls.VersionTLS12},
+}
+
+// TestAlqdTLSCertificateRejectedBulk checks that a bulk query fails with a
+// TLS handshake error when alqd rejects the requestor certificate. With
+// TLS 1.3 the rejection arrives only after the requestor sent its query.
+func TestAlqdTLSCertificateRejectedBulk(t *testing.T) {
+	for _, v := range tlsVersions {
+		for _, tc := range certificateRejections(t, v.version) {
+			t.Run(v.name+"/"+tc.name, func(t *testing.T) {
+				conn, err := requestor.Dial(testContext(t), tc.cfg)
+				if v.version == tls.VersionTLS13 && err != nil {
+					// crypto/tls ends a TLS 1.3 client handshake without
+					// waiting for the server's verdict on the certificate.
+					t.Errorf("Dial: %v, want success and the rejection at the first read", err)
+				}
+				if err == nil {
+					q := requestor.Query{Type: codec.QueryByLinkAddress, Link: linkA}
+					err = conn.Bulk(testContext(t), q, func(requestor.Event) error {
+						t.Error("an event arrived although alqd rejected the certificate")
+						return nil
+					})
+					if again := conn.Bulk(testContext(t), q, func(requestor.Event) error { return nil }); again != err {
+						t.Errorf("second Bulk error = %v, want the sticky %v", again, err)
+					}
+					conn.Close()
+				}
+				checkRejected(t, err)
+			})
+		}
+	}
+}
+
+// TestAlqdTLSCertificateRejectedWatch checks that a Watcher stops after
+// the first connection when alqd rejects the requestor certificate,
+// instead of reconnecting until MaxAttempts.
+func TestAlqdTLSCertificateRejectedWatch(t *testing.T) {
+	for _, v := range tlsVersions {
+		for _, tc := range certificateRejections(t, v.version) {
+			t.Run(v.name+"/"+tc.name, func(t *testing.T) {
+				w, err := requestor.NewWatcher(tc.cfg, requestor.WatchRequest{MaxAttempts: 3})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var disconnects []requestor.Disconnected
+				err = w.Run(testContext(t), func(ev requestor.Event) error {
+					switch e := ev.(type) {
+					case requestor.Connected:
+						if e.Attempt != 1 {
+							t.Errorf("connection attempt %d, want only the first", e.Attempt)
+						}
+					case requestor.Disconnected:
+						disconnects = append(disconnects, e)
+					case requestor.Binding:
+						t.Error("a binding arrived although alqd rejected the certificate")
+					}
+					return nil
+				})
+				checkRejected(t, err)
+				if len(disconnects) != 1 {
+					t.Fatalf("%d Disconnected events, want 1", len(disconnects))
+				}
+				if !disconnects[0].RetryAt.IsZero() {
+					t.Errorf("Disconnected.RetryAt = %v, want zero: no retry after a TLS failure", disconnects[0].RetryAt)
+				}
+			})
+		}
 	}
 }
