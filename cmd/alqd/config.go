@@ -40,6 +40,16 @@ type options struct {
 // parseOptions reads the command line and, when --config names one, a JSON
 // file whose keys are the flag names; a flag given on the command line
 // overrides the file.
+// tlsFieldsAsFlags turns the server.Config field names that the server's
+// validation errors use into the flags that set them.
+var tlsFieldsAsFlags = strings.NewReplacer(
+	"TLS.CertFile", "--tls-cert",
+	"TLS.KeyFile", "--tls-key",
+	"TLS.ClientCAFile", "--tls-client-ca",
+	"TLS.Allow", "--tls-allow",
+	"TLS.HandshakeTimeout", "--tls-handshake-timeout",
+)
+
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	o := &options{logFormat: "text", shutdownTimeout: 30 * time.Second}
 	fs := flag.NewFlagSet("alqd", flag.ContinueOnError)
@@ -75,8 +85,17 @@ Run "alqd COMMAND -h" for the flags of a command. Flags of the server:
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, fmt.Errorf("--log-format %q is invalid; use json or text", o.logFormat)
 	}
+	// The two transport rules of RFC 7653 section 9.1, said in flag names;
+	// server.Config.Validate says the same in field names.
+	tls := o.server.TLS.Enabled()
+	if o.server.Active && !o.server.Insecure && !tls {
+		return nil, errors.New("--active needs a transport: give --tls-cert, --tls-key and --tls-client-ca for STARTTLS, or add --insecure to serve Active Leasequery over plaintext TCP")
+	}
+	if o.server.Insecure && !o.server.Active && !tls {
+		return nil, errors.New("--insecure allows plaintext next to --active or TLS and needs one of them")
+	}
 	if err := o.server.Validate(); err != nil {
-		return nil, err
+		return nil, errors.New(tlsFieldsAsFlags.Replace(err.Error()))
 	}
 	return o, nil
 }

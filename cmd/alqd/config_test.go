@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,20 +73,26 @@ func TestParseOptionsErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
+		want string // part of the message; empty checks only that it fails
 	}{
-		{"no data dir", []string{"--listen", "[::1]:1"}},
-		{"bad prefix", []string{"--data-dir", "/d", "--allow", "nonsense"}},
-		{"bad option code", []string{"--data-dir", "/d", "--deny-option", "70000"}},
-		{"option not deniable", []string{"--data-dir", "/d", "--deny-option", "2"}},
-		{"active", []string{"--data-dir", "/d", "--active"}},
-		{"bad log format", []string{"--data-dir", "/d", "--log-format", "xml"}},
-		{"unknown file key", []string{"--config", unknown}},
-		{"stray argument", []string{"--data-dir", "/d", "extra"}},
+		{"no data dir", []string{"--listen", "[::1]:1"}, ""},
+		{"bad prefix", []string{"--data-dir", "/d", "--allow", "nonsense"}, ""},
+		{"bad option code", []string{"--data-dir", "/d", "--deny-option", "70000"}, ""},
+		{"option not deniable", []string{"--data-dir", "/d", "--deny-option", "2"}, ""},
+		{"active", []string{"--data-dir", "/d", "--active"}, "--active needs a transport"},
+		{"insecure alone", []string{"--data-dir", "/d", "--insecure"}, "--insecure allows plaintext"},
+		{"bad log format", []string{"--data-dir", "/d", "--log-format", "xml"}, ""},
+		{"unknown file key", []string{"--config", unknown}, ""},
+		{"stray argument", []string{"--data-dir", "/d", "extra"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := parseOptions(tt.args, io.Discard); err == nil {
-				t.Errorf("parseOptions(%q) succeeded, want an error", tt.args)
+			_, err := parseOptions(tt.args, io.Discard)
+			if err == nil {
+				t.Fatalf("parseOptions(%q) succeeded, want an error", tt.args)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("parseOptions(%q) = %v, want a message with %q", tt.args, err, tt.want)
 			}
 		})
 	}

@@ -56,9 +56,9 @@ func TestParseOptionsTLSErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"active without transport", []string{"--active"}, "Insecure"},
-		{"certificate without key", []string{"--tls-cert", "c.pem", "--tls-client-ca", "ca.pem"}, "TLS.KeyFile"},
-		{"allow-list without TLS", []string{"--tls-allow", "cn:relay-1"}, "TLS.Allow"},
+		{"active without transport", []string{"--active"}, "--insecure"},
+		{"certificate without key", []string{"--tls-cert", "c.pem", "--tls-client-ca", "ca.pem"}, "--tls-key"},
+		{"allow-list without TLS", []string{"--tls-allow", "cn:relay-1"}, "--tls-allow"},
 		{"unknown allow-list prefix", []string{"--tls-allow", "email:a@example.net"}, "cn:, dns:, ip:, uri: or sha256: followed"},
 	}
 	for _, tc := range tests {
