@@ -85,8 +85,8 @@ Run "alqd COMMAND -h" for the flags of a command. Flags of the server:
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, fmt.Errorf("--log-format %q is invalid; use json or text", o.logFormat)
 	}
-	// The two transport rules of RFC 7653 section 9.1, said in flag names;
-	// server.Config.Validate says the same in field names.
+	// The two transport rules of RFC 7653 section 9.1, in flag names;
+	// server.Config.Validate checks the same with field names.
 	tls := o.server.TLS.Enabled()
 	if o.server.Active && !o.server.Insecure && !tls {
 		return nil, errors.New("--active needs a transport: give --tls-cert, --tls-key and --tls-client-ca for STARTTLS, or add --insecure to serve Active Leasequery over plaintext TCP")
