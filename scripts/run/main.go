@@ -384,7 +384,7 @@ func (r *runner) finish(alqd, watch *process, counter *eventCounter) error {
 		errs = append(errs, fmt.Errorf("alqd: %w\n%s", err, tailFile(alqd.log)))
 	}
 	events, active, ended := counter.counts()
-	r.say("alq watch printed %d events: %d active and %d ended bindings; alqd's log was %s", events, active, ended, alqd.log)
+	r.say("alq watch printed %s: %d active and %d ended bindings; alqd's log was %s", count(events, "event"), active, ended, alqd.log)
 	if active+ended == 0 {
 		errs = append(errs, fmt.Errorf("alq watch received no binding\n%s", tailFile(alqd.log)))
 	}
@@ -553,6 +553,14 @@ func (c *eventCounter) count(line []byte) {
 			c.active++
 		}
 	}
+}
+
+// count returns n and noun, in the plural unless n is 1.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 func (c *eventCounter) counts() (events, active, ended int) {

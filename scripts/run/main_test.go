@@ -114,3 +114,11 @@ func TestFreePortsDistinct(t *testing.T) {
 		ln.Close()
 	}
 }
+
+func TestCount(t *testing.T) {
+	for n, want := range map[int]string{0: "0 events", 1: "1 event", 2: "2 events"} {
+		if got := count(n, "event"); got != want {
+			t.Errorf("count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
