@@ -97,8 +97,10 @@ func TestReadFullGrowth(t *testing.T) {
 	if err != nil || len(got) != n {
 		t.Fatalf("readFull = %d bytes, %v; want %d", len(got), err, n)
 	}
-	if allocated > 3*n {
-		t.Errorf("readFull of %d MiB allocated %d MiB, want at most %d", n>>20, allocated>>20, 3*n>>20)
+	// Stepwise growth cost five times n. Four leaves room for the race
+	// detector, under which doubling measured just over three.
+	if allocated > 4*n {
+		t.Errorf("readFull of %d MiB allocated %d MiB, want at most %d", n>>20, allocated>>20, 4*n>>20)
 	}
 }
 
