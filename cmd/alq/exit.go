@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/alqd/alqd/codec"
 	"github.com/alqd/alqd/requestor"
@@ -61,7 +62,8 @@ func explain(err error, server string) (int, string) {
 	case errors.Is(err, requestor.ErrInvalidQuery):
 		return exitUsage, err.Error() + " (see alq help)"
 	case errors.Is(err, mirror.ErrOtherServer), errors.Is(err, mirror.ErrFormat):
-		return exitUsage, err.Error()
+		// The command name already leads the line.
+		return exitUsage, strings.TrimPrefix(err.Error(), "mirror: ")
 	case errors.As(err, &dm) && dm.StartTime == 0:
 		return exitDataMissing, fmt.Sprintf("%s answered DataMissing: its history no longer reaches back to its oldest binding, so an empty mirror cannot be filled by catch-up; run alq mirror again with --bulk-link for every link (or --by)", server)
 	case errors.As(err, &dm):

@@ -342,6 +342,10 @@ func TestMirrorCommand(t *testing.T) {
 	if code != exitUsage {
 		t.Errorf("new database without --server: exit %d, stderr %q; want %d", code, stderr, exitUsage)
 	}
+	code, _, stderr = alq(t, "mirror", "--db", db, "--server", "[::1]:1", "--list")
+	if code != exitUsage || !strings.HasPrefix(stderr, "alq mirror: database follows another server: "+db) {
+		t.Errorf("database of another server: exit %d, stderr %q; want %d and one command prefix", code, stderr, exitUsage)
+	}
 }
 
 // TestMirrorDataMissingNoBulkLink runs alq mirror without --bulk-link or
