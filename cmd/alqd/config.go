@@ -16,6 +16,7 @@ import (
 
 	"github.com/alqd/alqd/codec"
 	"github.com/alqd/alqd/server"
+	"github.com/alqd/alqd/store"
 )
 
 // options is everything alqd is configured with: the server's Config plus
@@ -31,6 +32,7 @@ type options struct {
 	keaLeaseFile    string
 	keaSubnetLinks  map[uint32]netip.Addr
 	retention       time.Duration
+	trimInterval    time.Duration
 	blockCacheSize  int64
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
@@ -81,6 +83,9 @@ Run "alqd COMMAND -h" for the flags of a command. Flags of the server:
 	}
 	if o.backupEndpoint && o.metricsAddr == "" {
 		return nil, errors.New("--backup-endpoint needs --metrics: the backup is served on the metrics listener")
+	}
+	if o.trimInterval < 0 {
+		return nil, fmt.Errorf("--trim-interval %v is negative; give how often to trim, such as 10m", o.trimInterval)
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, fmt.Errorf("--log-format %q is invalid; use json or text", o.logFormat)
@@ -138,6 +143,7 @@ func (o *options) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.keaLeaseFile, "kea-lease-file", "", "Kea memfile lease `file` to follow; empty disables the follower")
 	fs.Var(subnetLinkMap{&o.keaSubnetLinks}, "kea-subnet-link", "link-address given to direct (not relayed) clients of a Kea subnet, as `ID=ADDRESS` with the Kea subnet-id; repeatable or comma-separated")
 	fs.DurationVar(&o.retention, "retention", 0, "how long released and expired bindings stay in the history (`duration`); 0 means the store default, 24h")
+	fs.DurationVar(&o.trimInterval, "trim-interval", store.DefaultTrimInterval, "how often the history is trimmed of bindings older than --retention (`duration`); a requestor whose start time falls below the trimmed part gets DataMissing")
 	fs.Int64Var(&o.blockCacheSize, "block-cache-size", 0, "store block cache in `octets`; 0 means the store default, 64 MiB")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for running queries to end (`duration`)")
 }

@@ -81,6 +81,7 @@ func TestParseOptionsErrors(t *testing.T) {
 		{"option not deniable", []string{"--data-dir", "/d", "--deny-option", "2"}, ""},
 		{"active", []string{"--data-dir", "/d", "--active"}, "--active needs a transport"},
 		{"insecure alone", []string{"--data-dir", "/d", "--insecure"}, "--insecure allows plaintext"},
+		{"negative trim interval", []string{"--data-dir", "/d", "--trim-interval", "-1s"}, "--trim-interval -1s is negative"},
 		{"bad log format", []string{"--data-dir", "/d", "--log-format", "xml"}, ""},
 		{"unknown file key", []string{"--config", unknown}, ""},
 		{"stray argument", []string{"--data-dir", "/d", "extra"}, ""},
@@ -220,3 +221,13 @@ func TestFollowerUsesSubnetLinks(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestParseOptionsTrimInterval(t *testing.T) {
+	o, err := parseOptions([]string{"--data-dir", "/d", "--retention", "1h", "--trim-interval", "30s"}, io.Discard)
+	if err != nil {
+		t.Fatalf("parseOptions: %v", err)
+	}
+	if o.retention != time.Hour || o.trimInterval != 30*time.Second {
+		t.Errorf("retention %v, trim interval %v; want 1h and 30s", o.retention, o.trimInterval)
+	}
+}

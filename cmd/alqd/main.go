@@ -86,6 +86,7 @@ func newLogger(o *options) *slog.Logger {
 func run(ctx context.Context, o *options, log *slog.Logger) (err error) {
 	st, err := store.Open(o.dataDir, store.Options{
 		Retention:      o.retention,
+		TrimInterval:   o.trimInterval,
 		BlockCacheSize: o.blockCacheSize,
 		Logger:         log.With("component", "store"),
 	})
