@@ -88,6 +88,11 @@ func (f *activeFollower) handle(ev requestor.Event) error {
 		f.noteBaseTime(e.MessageInfo, true)
 	case requestor.Keepalive:
 		f.noteBaseTime(e.MessageInfo, false)
+	case requestor.Done:
+		// The LEASEQUERY-DONE that ends the connection at a shutdown
+		// carries a base-time too (RFC 7653 section 8.4), which the
+		// Watcher keeps like any other received outside catch-up.
+		f.noteBaseTime(e.MessageInfo, false)
 	case requestor.Binding:
 		o, err := observe(e)
 		if err != nil {
