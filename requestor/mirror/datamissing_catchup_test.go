@@ -18,14 +18,9 @@ import (
 // after the DataMissing may be stored. The next run with a bulk query
 // sends that start time again and recovers.
 func TestMirrorDataMissingMidCatchUp(t *testing.T) {
-	hold := make(chan struct{})
+	active, bulk := recoveryScripts(320, binding(client2, "2001:db8:1::5", 5, 100, 200))
 	srv := newServer(t,
-		func(c *requestortest.Conn, r requestortest.Received) { // fills, checkpoint 160
-			x := r.Msg.TransactionID
-			c.Send(msg(codec.MsgLeasequeryReply, x, optBase(100), binding(client1, "2001:db8:1::1", 5, 100, 200)),
-				msg(codec.MsgLeasequeryData, x, optStatus(codec.StatusCatchUpComplete, ""), optBase(105)),
-				msg(codec.MsgLeasequeryData, x, optBase(160)))
-		},
+		fillTo160,
 		func(c *requestortest.Conn, r requestortest.Received) { // catch-up, then DataMissing
 			x := r.Msg.TransactionID
 			c.Send(msg(codec.MsgLeasequeryReply, x, optBase(200), binding(client2, "2001:db8:1::2", 5, 100, 200)),
@@ -34,17 +29,7 @@ func TestMirrorDataMissingMidCatchUp(t *testing.T) {
 					binding(client2, "2001:db8:1::4", 5, 100, 200)),
 				msg(codec.MsgLeasequeryData, x, optBase(310), binding(client2, "2001:db8:1::5", 5, 100, 200)))
 		},
-		func(c *requestortest.Conn, r requestortest.Received) { // active query of the run with a bulk query
-			x := r.Msg.TransactionID
-			c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, ""), optBase(320)))
-			<-hold
-		},
-		func(c *requestortest.Conn, r requestortest.Received) { // its recovery bulk
-			x := r.Msg.TransactionID
-			c.Send(msg(codec.MsgLeasequeryReply, x, optBase(321), binding(client2, "2001:db8:1::5", 5, 100, 200)),
-				msg(codec.MsgLeasequeryDone, x))
-		})
-	t.Cleanup(func() { close(hold) })
+		active, bulk)
 	cfg := config(t, t.TempDir(), srv.Addr())
 	if err := runMirror(t, cfg, nil); !errors.Is(err, requestor.ErrConnectionLost) {
 		t.Fatalf("first run: %v", err)

@@ -3,6 +3,7 @@ package mirror_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/alqd/alqd/codec"
 	"github.com/alqd/alqd/requestor"
@@ -56,26 +57,8 @@ func TestMirrorDataMissingWithoutRecovery(t *testing.T) {
 	})
 
 	t.Run("resumed mirror", func(t *testing.T) {
-		hold := make(chan struct{})
-		srv := newServer(t,
-			func(c *requestortest.Conn, r requestortest.Received) { // fills, checkpoint 160
-				x := r.Msg.TransactionID
-				c.Send(msg(codec.MsgLeasequeryReply, x, optBase(100), binding(client1, "2001:db8:1::1", 5, 100, 200)),
-					msg(codec.MsgLeasequeryData, x, optStatus(codec.StatusCatchUpComplete, ""), optBase(105)),
-					msg(codec.MsgLeasequeryData, x, optBase(160)))
-			},
-			dataMissingReply(300),
-			func(c *requestortest.Conn, r requestortest.Received) { // active query of the run with a bulk query
-				x := r.Msg.TransactionID
-				c.Send(msg(codec.MsgLeasequeryReply, x, optStatus(codec.StatusDataMissing, ""), optBase(310)))
-				<-hold // open until the test ends
-			},
-			func(c *requestortest.Conn, r requestortest.Received) { // its recovery bulk
-				x := r.Msg.TransactionID
-				c.Send(msg(codec.MsgLeasequeryReply, x, optBase(311), binding(client1, "2001:db8:1::1", 0, 0, 0)),
-					msg(codec.MsgLeasequeryDone, x))
-			})
-		t.Cleanup(func() { close(hold) }) // runs before the server's cleanup
+		active, bulk := recoveryScripts(310, binding(client1, "2001:db8:1::1", 0, 0, 0))
+		srv := newServer(t, fillTo160, dataMissingReply(300), active, bulk)
 		cfg := config(t, t.TempDir(), srv.Addr())
 		if err := runMirror(t, cfg, nil); !errors.Is(err, requestor.ErrConnectionLost) {
 			t.Fatalf("first run: %v", err)
@@ -117,4 +100,29 @@ func TestMirrorDataMissingWithoutRecovery(t *testing.T) {
 			t.Errorf("2001:db8:1::1 = %+v (found %v), want ended by the recovery bulk", r, ok)
 		}
 	})
+}
+
+// fillTo160 is the script of a first connection that fills the mirror with
+// 2001:db8:1::1, completes catch-up and leaves the checkpoint at 160.
+func fillTo160(c *requestortest.Conn, r requestortest.Received) {
+	x := r.Msg.TransactionID
+	c.Send(msg(codec.MsgLeasequeryReply, x, optBase(100), binding(client1, "2001:db8:1::1", 5, 100, 200)),
+		msg(codec.MsgLeasequeryData, x, optStatus(codec.StatusCatchUpComplete, ""), optBase(105)),
+		msg(codec.MsgLeasequeryData, x, optBase(160)))
+}
+
+// recoveryScripts returns the scripts of a run with a bulk query: the
+// active query, answered with DataMissing at base-time base and kept open
+// until the requestor closes it, and its recovery bulk, which reports
+// clientData.
+func recoveryScripts(base uint32, clientData []byte) (active, bulk func(c *requestortest.Conn, r requestortest.Received)) {
+	active = func(c *requestortest.Conn, r requestortest.Received) {
+		c.Send(msg(codec.MsgLeasequeryReply, r.Msg.TransactionID, optStatus(codec.StatusDataMissing, ""), optBase(base)))
+		c.WaitClosed(10 * time.Second)
+	}
+	bulk = func(c *requestortest.Conn, r requestortest.Received) {
+		x := r.Msg.TransactionID
+		c.Send(msg(codec.MsgLeasequeryReply, x, optBase(base+1), clientData), msg(codec.MsgLeasequeryDone, x))
+	}
+	return active, bulk
 }
