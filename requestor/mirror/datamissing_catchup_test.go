@@ -35,18 +35,7 @@ func TestMirrorDataMissingMidCatchUp(t *testing.T) {
 		t.Fatalf("first run: %v", err)
 	}
 
-	var events []requestor.Event
-	err := runMirror(t, cfg, func(ev requestor.Event) bool {
-		events = append(events, ev)
-		return false
-	})
-	var dm *mirror.DataMissingError
-	if !errors.As(err, &dm) {
-		t.Fatalf("second run returned %v, want a *DataMissingError", err)
-	}
-	if dm.StartTime != 160 || dm.BaseTime != 300 {
-		t.Errorf("DataMissingError = %+v, want start time 160 and base-time 300", *dm)
-	}
+	events := runToDataMissing(t, cfg, 160, 300)
 	if n := len(events); n == 0 {
 		t.Fatal("fn saw no event")
 	} else if _, ok := events[n-1].(requestor.DataMissing); !ok {

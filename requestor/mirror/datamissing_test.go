@@ -28,19 +28,7 @@ func TestMirrorDataMissingWithoutRecovery(t *testing.T) {
 	t.Run("empty mirror", func(t *testing.T) {
 		srv := newServer(t, dataMissingReply(500))
 		cfg := config(t, t.TempDir(), srv.Addr())
-		var events []requestor.Event
-		err := runMirror(t, cfg, func(ev requestor.Event) bool {
-			events = append(events, ev)
-			return false
-		})
-
-		var dm *mirror.DataMissingError
-		if !errors.As(err, &dm) {
-			t.Fatalf("Run returned %v, want a *DataMissingError", err)
-		}
-		if dm.StartTime != 0 || dm.BaseTime != 500 {
-			t.Errorf("DataMissingError = %+v, want start time 0 and base-time 500", *dm)
-		}
+		events := runToDataMissing(t, cfg, 0, 500)
 		if n := len(events); n == 0 {
 			t.Error("fn saw no event, want the DataMissing")
 		} else if _, ok := events[n-1].(requestor.DataMissing); !ok {
@@ -64,14 +52,7 @@ func TestMirrorDataMissingWithoutRecovery(t *testing.T) {
 			t.Fatalf("first run: %v", err)
 		}
 
-		err := runMirror(t, cfg, nil)
-		var dm *mirror.DataMissingError
-		if !errors.As(err, &dm) {
-			t.Fatalf("second run returned %v, want a *DataMissingError", err)
-		}
-		if dm.StartTime != 160 || dm.BaseTime != 300 {
-			t.Errorf("DataMissingError = %+v, want start time 160 and base-time 300", *dm)
-		}
+		runToDataMissing(t, cfg, 160, 300)
 		m, err := mirror.Open(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -102,6 +83,26 @@ func TestMirrorDataMissingWithoutRecovery(t *testing.T) {
 	})
 }
 
+// runToDataMissing runs the mirror of cfg, which must stop with a
+// *DataMissingError for the interval from start to base. It returns the
+// events the mirror passed to its callback.
+func runToDataMissing(t *testing.T, cfg mirror.Config, start, base uint32) []requestor.Event {
+	t.Helper()
+	var events []requestor.Event
+	err := runMirror(t, cfg, func(ev requestor.Event) bool {
+		events = append(events, ev)
+		return false
+	})
+	var dm *mirror.DataMissingError
+	if !errors.As(err, &dm) {
+		t.Fatalf("Run returned %v, want a *DataMissingError", err)
+	}
+	if dm.StartTime != start || dm.BaseTime != base {
+		t.Errorf("DataMissingError = %+v, want start time %d and base-time %d", *dm, start, base)
+	}
+	return events
+}
+
 // fillTo160 is the script of a first connection that fills the mirror with
 // 2001:db8:1::1, completes catch-up and leaves the checkpoint at 160.
 func fillTo160(c *requestortest.Conn, r requestortest.Received) {
@@ -112,7 +113,7 @@ func fillTo160(c *requestortest.Conn, r requestortest.Received) {
 }
 
 // recoveryScripts returns the scripts of a run with a bulk query: the
-// active query, answered with DataMissing at base-time base and kept open
+// active query, which gets DataMissing at base-time base and stays open
 // until the requestor closes it, and its recovery bulk, which reports
 // clientData.
 func recoveryScripts(base uint32, clientData []byte) (active, bulk func(c *requestortest.Conn, r requestortest.Received)) {
