@@ -177,9 +177,9 @@ func TestParseRowAllocs(t *testing.T) {
 
 // BenchmarkHandler measures one ingest API request of 64 records, half of
 // them relayed IA_PD, through the handler into a store that only counts:
-// reading the body, decoding and validating every record, and the answer.
-// The anchor, measured in the same run, is decoding the same body alone;
-// x-decode is the request's time over it.
+// reading the body, decoding and validating every record, and the response.
+// The anchor, measured in the same run, is decoding the same body alone,
+// and x-decode is the request's time over it.
 func BenchmarkHandler(b *testing.B) {
 	h, err := NewHandler(&countingStore{}, HandlerConfig{})
 	if err != nil {

@@ -93,9 +93,9 @@ func TestTLSShutdownPipelinedMixed(t *testing.T) {
 }
 
 // shutdownDuringBulk shuts srv down, with 10 s to finish, while r reads
-// the answer to the bulk query of xid 1 until the connection ends. It
-// returns the last message of that answer, the messages of other xids,
-// the number of messages of the answer plus one, and what Shutdown
+// the reply to the bulk query of xid 1 until the connection ends. It
+// returns the last message of that reply, the messages of other xids,
+// the number of messages of the reply plus one, and what Shutdown
 // returned.
 func shutdownDuringBulk(t *testing.T, srv *Server, r *testRequestor) (last *codec.Message, pending []*codec.Message, count int, shutdownErr error) {
 	t.Helper()

@@ -27,9 +27,9 @@ const (
 	restoreBatchSize = 4 << 20
 
 	// restoreReadAhead is how far a record buffer may grow ahead of the
-	// bytes that arrived, or as far as the bytes that arrived when that
-	// is more, so that a corrupt length can make Restore allocate no
-	// more than about twice what the stream holds.
+	// bytes that arrived. When more has arrived, it may grow by that much.
+	// So a corrupt length makes Restore allocate at most about twice what
+	// the stream contains.
 	restoreReadAhead = 1 << 20
 )
 
@@ -46,9 +46,9 @@ const (
 // Restore raises the history floor. Requestors may have seen changes made
 // after the backup, which the restored store lacks and no catch-up would
 // correct. The restored floor time is therefore the later of opts.Clock and
-// just after the backup's last change, so that an Active Leasequery with an
-// OPTION_LQ_START_TIME before the restore is answered with DataMissing and
-// the requestor recovers with a Bulk Leasequery (RFC 7653 section 8.4.1).
+// just after the backup's last change. An Active Leasequery with an
+// OPTION_LQ_START_TIME before the restore then gets DataMissing, and the
+// requestor recovers with a Bulk Leasequery (RFC 7653 section 8.4.1).
 // Changes applied later get a ChangeTime at or after that floor. The floor
 // seq is raised to the backup's last seq, but never past the seq before
 // the oldest released or expired binding: Trim resumes above the floor seq,
@@ -358,28 +358,28 @@ type streamReader struct {
 // fail converts a read error at the current offset into the error Restore
 // returns: the source's own error, or ErrBackupInvalid for a stream that
 // ended early or does not decompress.
-func (sr *streamReader) fail(what string, err error) error {
+func (sr *streamReader) fail(field string, err error) error {
 	if sr.source.err != nil {
 		return fmt.Errorf("store: restore: read the backup: %w", sr.source.err)
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: the stream ends in the %s at offset %d; the backup is truncated", ErrBackupInvalid, what, sr.offset)
+		return fmt.Errorf("%w: the stream ends in the %s at offset %d; the backup is truncated", ErrBackupInvalid, field, sr.offset)
 	}
-	return fmt.Errorf("%w: the zstd stream does not decompress (reading the %s at offset %d): %w", ErrBackupInvalid, what, sr.offset, err)
+	return fmt.Errorf("%w: the zstd stream does not decompress (reading the %s at offset %d): %w", ErrBackupInvalid, field, sr.offset, err)
 }
 
 // readFull reads n bytes into dst, reusing its capacity, and adds them to
 // the checksum. Each step reads as many bytes as arrived before it, and at
 // least restoreReadAhead, so dst grows to at most about twice what arrived
 // and the copies of a growing dst add up to about twice n.
-func (sr *streamReader) readFull(dst []byte, n int, what string) ([]byte, error) {
+func (sr *streamReader) readFull(dst []byte, n int, field string) ([]byte, error) {
 	dst = dst[:0]
 	for len(dst) < n {
 		start := len(dst)
 		step := min(n-start, max(start, restoreReadAhead))
 		dst = slices.Grow(dst, step)[:start+step]
 		if _, err := io.ReadFull(sr.br, dst[start:]); err != nil {
-			return nil, sr.fail(what, err)
+			return nil, sr.fail(field, err)
 		}
 	}
 	sr.crc = crc32.Update(sr.crc, castagnoli, dst)
@@ -388,17 +388,17 @@ func (sr *streamReader) readFull(dst []byte, n int, what string) ([]byte, error)
 }
 
 // uvarint reads a minimally encoded uvarint and adds it to the checksum.
-func (sr *streamReader) uvarint(what string) (uint64, error) {
+func (sr *streamReader) uvarint(field string) (uint64, error) {
 	peek, err := sr.br.Peek(binary.MaxVarintLen64)
 	if len(peek) == 0 {
-		return 0, sr.fail(what, err)
+		return 0, sr.fail(field, err)
 	}
 	v, n := binary.Uvarint(peek)
 	if n <= 0 || n != uvarintLen(v) {
 		if n == 0 && err != nil {
-			return 0, sr.fail(what, err)
+			return 0, sr.fail(field, err)
 		}
-		return 0, fmt.Errorf("%w: the %s at offset %d is not a valid minimal uvarint", ErrBackupInvalid, what, sr.offset)
+		return 0, fmt.Errorf("%w: the %s at offset %d is not a valid minimal uvarint", ErrBackupInvalid, field, sr.offset)
 	}
 	sr.crc = crc32.Update(sr.crc, castagnoli, peek[:n])
 	sr.offset += int64(n)
@@ -415,6 +415,7 @@ func (sr *streamReader) header(info *BackupInfo) error {
 	if string(b[:len(backupMagic)]) != backupMagic {
 		return fmt.Errorf("%w: the content starts with %q, not the backup magic %q", ErrBackupInvalid, b[:len(backupMagic)], backupMagic)
 	}
+
 	b = b[len(backupMagic):]
 	info.FormatVersion = binary.BigEndian.Uint16(b)
 	info.LayoutVersion = binary.BigEndian.Uint32(b[2:])
@@ -422,8 +423,9 @@ func (sr *streamReader) header(info *BackupInfo) error {
 		return fmt.Errorf("%w: the backup has format version %d; this alqd reads version %d only", ErrBackupVersion, info.FormatVersion, backupFormatVersion)
 	}
 	if info.LayoutVersion != layoutVersion {
-		return fmt.Errorf("%w: the backup holds a store of layout version %d; this alqd restores layout version %d only", ErrBackupVersion, info.LayoutVersion, layoutVersion)
+		return fmt.Errorf("%w: the backup contains a store of layout version %d; this alqd restores layout version %d only", ErrBackupVersion, info.LayoutVersion, layoutVersion)
 	}
+
 	b = b[6:]
 	info.Created = time.Unix(0, int64(binary.BigEndian.Uint64(b))).UTC()
 	info.LastSeq = binary.BigEndian.Uint64(b[8:])
@@ -431,6 +433,7 @@ func (sr *streamReader) header(info *BackupInfo) error {
 	floorNs := int64(binary.BigEndian.Uint64(b[24:]))
 	info.Floor = unixTime(floorNs, floorNs == math.MinInt64)
 	info.FloorSeq = binary.BigEndian.Uint64(b[32:])
+
 	duidLen := int(binary.BigEndian.Uint16(b[40:]))
 	if duidLen < 3 || duidLen > maxBackupDUIDLen {
 		return fmt.Errorf("%w: the header's server DUID is %d bytes; a DUID is 3 to %d", ErrBackupInvalid, duidLen, maxBackupDUIDLen)
@@ -502,7 +505,7 @@ func (sr *streamReader) trailer(info *BackupInfo) error {
 }
 
 // sourceReader remembers the first error of r other than io.EOF, so that
-// Restore tells a failing source from a corrupt stream.
+// Restore can distinguish a failing source from a corrupt stream.
 type sourceReader struct {
 	r   io.Reader
 	err error

@@ -28,9 +28,10 @@ var (
 	ErrIncompatible = errors.New("store: incompatible database")
 
 	// ErrBackupInvalid is wrapped by Restore when the stream is not an
-	// intact backup: not zstd, no backup magic, truncated, a checksum or
-	// count that does not match, keys out of order, data after the
-	// trailer, or internal records that disagree with the header.
+	// intact backup. That covers a stream that is not zstd, lacks the
+	// backup magic or is truncated, a checksum or count that does not
+	// match, keys out of order, data after the trailer, and internal
+	// records that disagree with the header.
 	ErrBackupInvalid = errors.New("store: invalid backup")
 
 	// ErrBackupVersion is wrapped by Restore when the backup has a stream

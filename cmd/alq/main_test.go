@@ -350,7 +350,7 @@ func TestMirrorCommand(t *testing.T) {
 
 // TestMirrorDataMissingNoBulkLink runs alq mirror without --bulk-link or
 // --by against a server that sends DataMissing: alq stops with exit code
-// 8 and says to give --bulk-link, for an empty and for a filled mirror.
+// 8, and its message names --bulk-link, for an empty and a filled mirror.
 func TestMirrorDataMissingNoBulkLink(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -1,6 +1,6 @@
 // Command alqd is the DHCPv6 leasequery server: Active Leasequery (RFC
 // 7653, with STARTTLS), Bulk Leasequery over TCP (RFC 5460 with the RFC
-// 7653 time options) and Leasequery over UDP (RFC 5007), answered from a
+// 7653 time options) and Leasequery over UDP (RFC 5007), served from a
 // Pebble binding store that the Kea lease file follower and the HTTP
 // ingest API fill. The --metrics listener serves Prometheus metrics,
 // pprof and the /healthz and /readyz checks.

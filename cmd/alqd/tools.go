@@ -25,7 +25,7 @@ const (
 )
 
 // storeCommand returns the function of subcommand name, or nil when name
-// is none of verify, backup and restore.
+// is not verify, backup or restore.
 func storeCommand(name string) func(ctx context.Context, args []string, stdio toolIO) int {
 	switch name {
 	case "verify":
@@ -288,8 +288,10 @@ func backupToFile(ctx context.Context, st *store.Store, path string) (info store
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
 		return backupToSpecialFile(ctx, st, path)
 	}
+
+	// The backup contains client DUIDs and relay data, so only its owner
+	// may read it.
 	tmp := path + ".tmp"
-	// The backup holds client DUIDs and relay data: readable by the owner only.
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return info, fmt.Errorf("creating the backup file: %w", err)
@@ -303,6 +305,8 @@ func backupToFile(ctx context.Context, st *store.Store, path string) (info store
 	if info, err = st.Backup(ctx, f); err != nil {
 		return info, err
 	}
+
+	// Durable before it replaces an older backup.
 	if err = f.Sync(); err != nil {
 		return info, fmt.Errorf("syncing %s: %w", tmp, err)
 	}

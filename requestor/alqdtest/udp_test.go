@@ -13,7 +13,7 @@ import (
 	"github.com/alqd/alqd/server"
 )
 
-// TestAlqdUDPRelayData asks alqd over UDP for a relayed client with relay
+// TestAlqdUDPRelayData queries alqd over UDP for a relayed client with relay
 // data requested. RFC 5007 places OPTION_LQ_RELAY_DATA next to
 // OPTION_CLIENT_DATA in the LEASEQUERY-REPLY, and the binding must carry
 // the relay fields decoded from it, as a bulk answer's do.

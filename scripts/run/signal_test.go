@@ -12,7 +12,7 @@ import (
 )
 
 // pipeChildEnv makes the test binary a child that writes lines to
-// standard output until stopSignals' context ends, then says so on
+// standard output until stopSignals' context ends, then writes the cause to
 // standard error and exits 0.
 const pipeChildEnv = "ALQD_RUN_PIPE_CHILD"
 
